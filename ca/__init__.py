@@ -1,0 +1,1 @@
+"""The certification authority behind the engine: issuing policy, profiles and durable stores."""

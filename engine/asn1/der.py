@@ -1,0 +1,35 @@
+"""Strict DER decoding: the one place where asn1crypto's parse errors become `DecodeError`.
+
+asn1crypto parses lazily and accepts BER. CMP protection and POPO signatures are computed over DER
+(RFC 9810 5.1.3, RFC 4211 4.1), so a message is accepted only if it is entirely DER, with no
+trailing bytes, and every part parses now, not later when a handler happens to touch it.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from asn1crypto.core import Asn1Value
+
+from ..errors import DecodeError
+
+T = TypeVar("T", bound=Asn1Value)
+
+# What asn1crypto (and the int/str/datetime conversions under it) raise on malformed input.
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeError)
+
+
+def load_der(spec: type[T], data: bytes) -> T:
+    """Parse `data` as `spec`, requiring complete, canonical DER; raise `DecodeError` otherwise."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    try:
+        value: T = Asn1Value.load.__func__(spec, data, strict=True)
+        # Re-encoding parses every nested field; equal bytes prove the input was canonical DER.
+        canonical = value.dump(force=True)
+    except _PARSE_ERRORS as exc:
+        raise DecodeError(f"malformed {spec.__name__}: {exc}") from None
+    if canonical != data:
+        raise DecodeError(f"{spec.__name__} is not DER encoded")
+    return value
