@@ -52,7 +52,101 @@ class CmpError(Exception):
         self.text = text
 
 
-class DecodeError(CmpError):
-    """The bytes are not a well-formed (DER) encoding of the expected ASN.1 structure."""
+class BadDataFormat(CmpError):
+    """The message or one of its parts cannot be understood."""
 
     fail_info = FailInfo.badDataFormat
+
+
+class DecodeError(BadDataFormat):
+    """The bytes are not a well-formed (DER) encoding of the expected ASN.1 structure."""
+
+
+class BadAlg(CmpError):
+    """An algorithm identifier is unknown, unsupported, disallowed or does not fit the key."""
+
+    fail_info = FailInfo.badAlg
+
+
+class BadMessageCheck(CmpError):
+    """The protection (MAC or signature) does not verify, or is missing where required."""
+
+    fail_info = FailInfo.badMessageCheck
+
+
+class WrongIntegrity(CmpError):
+    """The kind of protection is not the one expected (e.g. MAC where a signature is required)."""
+
+    fail_info = FailInfo.wrongIntegrity
+
+
+class SignerNotTrusted(CmpError):
+    """The protecting certificate does not chain to a trust anchor or may not sign CMP messages."""
+
+    fail_info = FailInfo.signerNotTrusted
+
+
+class NotAuthorized(CmpError):
+    """The sender is known but may not do what it asks."""
+
+    fail_info = FailInfo.notAuthorized
+
+
+class BadPOP(CmpError):
+    """The proof of possession is missing, of a disallowed kind, or does not verify."""
+
+    fail_info = FailInfo.badPOP
+
+
+class BadCertId(CmpError):
+    """A certificate is not known, or its hash in certConf does not match."""
+
+    fail_info = FailInfo.badCertId
+
+
+class BadRequest(CmpError):
+    """The request is not permitted or not supported in this form."""
+
+    fail_info = FailInfo.badRequest
+
+
+class BadCertTemplate(CmpError):
+    """The certificate template is missing something or asks for something not allowed."""
+
+    fail_info = FailInfo.badCertTemplate
+
+
+class BadTime(CmpError):
+    """messageTime is too far from the local time."""
+
+    fail_info = FailInfo.badTime
+
+
+class BadSenderNonce(CmpError):
+    """senderNonce is missing, too short or replayed."""
+
+    fail_info = FailInfo.badSenderNonce
+
+
+class BadRecipientNonce(CmpError):
+    """recipNonce does not echo the nonce the server sent last."""
+
+    fail_info = FailInfo.badRecipientNonce
+
+
+class TransactionIdInUse(CmpError):
+    """A new transaction reuses the transactionID of a live one."""
+
+    fail_info = FailInfo.transactionIdInUse
+
+
+class UnsupportedVersion(CmpError):
+    """pvno is neither 2 nor 3."""
+
+    fail_info = FailInfo.unsupportedVersion
+
+
+class SystemUnavail(CmpError):
+    """The server cannot handle the request now."""
+
+    fail_info = FailInfo.systemUnavail
