@@ -150,3 +150,15 @@ class SystemUnavail(CmpError):
     """The server cannot handle the request now."""
 
     fail_info = FailInfo.systemUnavail
+
+
+class WrongAuthority(CmpError):
+    """The request is addressed to another CA."""
+
+    fail_info = FailInfo.wrongAuthority
+
+
+class SystemFailure(CmpError):
+    """The server failed internally; the text says no more than that."""
+
+    fail_info = FailInfo.systemFailure

@@ -5,6 +5,7 @@ Everything is importable from here: `from sanscmp.engine.asn1 import PKIMessage`
 """
 
 from ..errors import DecodeError
+from . import spki  # noqa: F401  (asn1crypto learns public keys it predates, e.g. ML-DSA)
 from .algorithms import (
     AlgorithmId,
     AlgorithmIdentifier,
@@ -48,6 +49,7 @@ from .cmp import (
     KeyRecRepContent,
     NestedMessageContent,
     OOBCertHash,
+    PartialPKIMessage,
     PKIBody,
     PKIConfirmContent,
     PKIFailureInfo,
@@ -71,6 +73,7 @@ from .cmp import (
     RevRepContent,
     RevReqContent,
     RootCaKeyUpdateContent,
+    recover_header,
 )
 from .crmf import (
     ID_CT_ENC_KEY_WITH_ID,
@@ -104,6 +107,7 @@ from .crmf import (
 )
 from .der import (
     load_der,
+    load_lenient,
 )
 from .infotypes import (
     INFO_VALUE_TYPES,
@@ -191,6 +195,7 @@ __all__ = [
     "POPOPrivKey",
     "POPOSigningKey",
     "POPOSigningKeyInput",
+    "PartialPKIMessage",
     "PollRep",
     "PollRepContent",
     "PollReq",
@@ -212,4 +217,6 @@ __all__ = [
     "SubsequentMessage",
     "UTF8Strings",
     "load_der",
+    "load_lenient",
+    "recover_header",
 ]

@@ -32,10 +32,10 @@ from asn1crypto.x509 import (
     Time,
 )
 
-from ..errors import FailInfo
+from ..errors import DecodeError, FailInfo
 from .algorithms import AlgorithmIdentifier
 from .crmf import CertId, CertReqMessages, CertTemplate, Controls, EncryptedKey, PKIPublicationInfo
-from .der import load_der
+from .der import load_der, load_lenient
 
 # CMPCertificate ::= CHOICE { x509v3PKCert Certificate }: one alternative, encoded as Certificate.
 CMPCertificate = Certificate
@@ -378,6 +378,15 @@ class PKIMessage(Sequence):
         return load_der(cls, encoded_data)
 
 
+class PartialPKIMessage(Sequence):
+    """A PKIMessage read only as far as its header: recovers tid and nonces from a broken body."""
+
+    _fields = [
+        ("header", PKIHeader),
+        ("rest", Any, {"optional": True}),
+    ]
+
+
 class PKIMessages(SequenceOf):
     _child_spec = PKIMessage
 
@@ -445,3 +454,16 @@ ID_KP_CM_KGA = "1.3.6.1.5.5.7.3.32"
 
 # PKIBody choice names as numbered in the ASN.1 (the explicit tag of each alternative)
 BODY_TYPES: tuple[str, ...] = tuple(name for name, _spec, _params in PKIBody._alternatives)
+
+
+def recover_header(data: bytes) -> PKIHeader | None:
+    """The header of a message that does not decode as a whole, if the header alone parses.
+
+    An error answer should still carry the request's transactionID, nonces and pvno
+    (RFC 9810 5.1.1) even when the body, or the DER of the rest, is broken.
+    """
+    try:
+        header: PKIHeader = load_lenient(PartialPKIMessage, data)["header"]
+    except DecodeError:
+        return None
+    return header

@@ -33,3 +33,16 @@ def load_der(spec: type[T], data: bytes) -> T:
     if canonical != data:
         raise DecodeError(f"{spec.__name__} is not DER encoded")
     return value
+
+
+def load_lenient(spec: type[T], data: bytes) -> T:
+    """Parse `data` as `spec` accepting BER and trailing bytes, yet parsing every field now.
+
+    For salvage only (e.g. the header of a broken message), never for data that is verified.
+    """
+    try:
+        value: T = Asn1Value.load.__func__(spec, bytes(data))
+        value.native  # noqa: B018  (forces the lazy parse of every field inside the try)
+    except _PARSE_ERRORS as exc:
+        raise DecodeError(f"malformed {spec.__name__}: {exc}") from None
+    return value
