@@ -1,0 +1,1 @@
+"""The composition root: configuration, provisioning, wiring and the `sanscmp` command."""

@@ -1,0 +1,86 @@
+"""The HTTP transport (RFC 9811) under uvicorn on 127.0.0.1, through the transport test kit."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from cmp_pki import make_client, make_server
+from transport_kit import CMP, Answer, TransportKit
+
+from sanscmp.engine.client import ClientEngine
+from sanscmp.transport.http import CmpHttpApp, HttpConfig
+from sanscmp.transport.service import EngineService
+
+
+class HttpEndpoint:
+    """Raw HTTP/1.1 requests to the server under test."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def send(
+        self, path: str, body: bytes, *, content_type: str = CMP, method: str = "POST"
+    ) -> Answer:
+        return self.send_many(path, [body], content_type=content_type, method=method)[0]
+
+    def send_many(
+        self, path: str, bodies: list[bytes], *, content_type: str = CMP, method: str = "POST"
+    ) -> list[Answer]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        answers = []
+        try:
+            for body in bodies:
+                connection.request(method, path, body=body, headers={"Content-Type": content_type})
+                response = connection.getresponse()
+                answers.append(
+                    Answer(response.status, response.getheader("content-type", ""), response.read())
+                )
+        finally:
+            connection.close()
+        return answers
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[HttpEndpoint]:
+    server = make_server()
+    service = EngineService(server.process_request)
+    app = CmpHttpApp(HttpConfig(services={"": service, "other": service}, legacy_paths=("/pkix/",)))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    runner = uvicorn.Server(config)
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not runner.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runner.started, "uvicorn did not start"
+    yield HttpEndpoint(sock.getsockname()[1])
+    runner.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def client() -> ClientEngine:
+    return make_client("mac", seed=str(time.monotonic_ns()))
+
+
+class TestHttpTransport(TransportKit):
+    """RFC 9811 over uvicorn."""
+
+    def test_content_length_above_limit_is_refused_before_reading(
+        self, endpoint: HttpEndpoint
+    ) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=10)
+        connection.putrequest("POST", "/.well-known/cmp")
+        connection.putheader("Content-Type", CMP)
+        connection.putheader("Content-Length", str(10**9))
+        connection.endheaders()
+        assert connection.getresponse().status == 413
+        connection.close()
