@@ -145,6 +145,12 @@ def verify(key: VerifyingKey, alg: AlgorithmIdentifier, data: bytes, signature: 
     return True
 
 
+def is_supported(alg: AlgorithmIdentifier) -> bool:
+    """Whether `alg` names a signature algorithm `sign` and `verify` handle (parameters aside)."""
+    name = alg["algorithm"].native
+    return name in _RSA_PKCS1 or name in _ECDSA or name in _PURE or name == "id-RSASSA-PSS"
+
+
 def signature_hash_name(alg: AlgorithmIdentifier) -> str:
     """The hashlib name of the digest a signature algorithm uses (RFC 9810 certHash, CMPv2)."""
     name = alg["algorithm"].native
@@ -198,5 +204,8 @@ def _pss(alg: AlgorithmIdentifier) -> tuple[padding.PSS, hashes.HashAlgorithm]:
     mgf_hash = mgf["parameters"]["algorithm"].native
     if mgf_hash not in _HASHES or params["trailer_field"].native != "trailer_field_bc":
         raise BadAlg("unsupported RSASSA-PSS parameters")
-    pad = padding.PSS(mgf=padding.MGF1(_hash(mgf_hash)), salt_length=params["salt_length"].native)
+    salt_length = params["salt_length"].native
+    if not 0 <= salt_length <= 1024:  # cryptography raises ValueError/OverflowError beyond
+        raise BadAlg(f"unsupported RSASSA-PSS salt length {salt_length}")
+    pad = padding.PSS(mgf=padding.MGF1(_hash(mgf_hash)), salt_length=salt_length)
     return pad, _hash(hash_name)

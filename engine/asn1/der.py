@@ -15,8 +15,10 @@ from ..errors import DecodeError
 
 T = TypeVar("T", bound=Asn1Value)
 
-# What asn1crypto (and the int/str/datetime conversions under it) raise on malformed input.
-_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError, UnicodeError)
+# asn1crypto raises whatever its conversions raise on malformed input (ValueError, TypeError,
+# KeyError, OverflowError, even AttributeError for some universal types inside `Any`): this is the
+# parser boundary, so every exception of the parse becomes the one documented DecodeError.
+_PARSE_ERRORS = (Exception,)
 
 
 def load_der(spec: type[T], data: bytes) -> T:

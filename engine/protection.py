@@ -1,0 +1,386 @@
+"""Protect and verify whole PKIMessages (RFC 9810 5.1.3): MAC-based (PBM, PBMAC1) or signatures.
+
+Protection covers the DER of ProtectedPart ::= SEQUENCE { header, body }. A received message is
+never re-encoded: the protected part is rebuilt from the header and body bytes as they arrived.
+
+Failure bits: no protection where it is required, a MAC or signature that does not verify, an
+unknown senderKID, or a sender/senderKID naming another certificate are `BadMessageCheck`; an
+unknown or disallowed algorithm (or out-of-bounds MAC parameters, see `pbm.MacPolicy`) is `BadAlg`;
+a kind of protection the recipient is not configured for is `WrongIntegrity`; an untrusted signer
+is `SignerNotTrusted`; an extraCerts entry that is not a usable certificate is `BadDataFormat`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from asn1crypto.core import OctetBitString, Void
+from asn1crypto.x509 import Certificate as Asn1Certificate
+from asn1crypto.x509 import Name
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .asn1 import AlgorithmIdentifier, PKIHeader, PKIMessage
+from .errors import BadAlg, BadDataFormat, BadMessageCheck, SignerNotTrusted, WrongIntegrity
+from .pbm import (
+    DEFAULT_POLICY,
+    DerivedKeyCache,
+    MacParameters,
+    MacPolicy,
+    compute_mac,
+    parse_mac_algorithm,
+    pbm_algorithm,
+    pbmac1_algorithm,
+    verify_mac,
+)
+from .signature import (
+    SigningKey,
+    VerifyingKey,
+    default_algorithm,
+    is_supported,
+    load_public_key,
+    sign,
+    verify,
+)
+from .trust import (
+    TrustConfig,
+    TrustedSigner,
+    names_match,
+    signer_candidates,
+    validate_signer,
+)
+
+RandomBytes = Callable[[int], bytes]
+"""Source of cryptographically secure random bytes: `random_bytes(n)` returns `n` bytes."""
+
+_MAC_ALGORITHMS = frozenset({"id-PasswordBasedMac", "id-PBMAC1"})
+
+
+class MacSecrets(Protocol):
+    """Looks up the shared secret a MAC-protected message was protected with."""
+
+    def secret_for(self, sender_kid: bytes | None) -> bytes | None:
+        """The secret for this senderKID (None if the message has none); None if unknown."""
+
+
+@dataclass(frozen=True)
+class PbmScheme:
+    """PasswordBasedMac parameters to protect with; hash names are hashlib's ("sha256").
+
+    `salt` None (the default) draws a fresh salt per message; a fixed salt re-derives the same key,
+    which a `DerivedKeyCache` then serves (used to answer a request with its own parameters).
+    """
+
+    owf: str = "sha256"
+    mac: str = "sha256"  # "sha1" is written as the hmac-sha1 OID (1.3.6.1.5.5.8.1.2)
+    iterations: int = 10_000
+    salt_length: int = 16
+    salt: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Pbmac1Scheme:
+    """PBMAC1 parameters to protect with: PBKDF2 with HMAC-`prf`, then HMAC-`mac`."""
+
+    prf: str = "sha256"
+    mac: str = "sha256"
+    iterations: int = 10_000
+    key_length: int = 32
+    salt_length: int = 16
+    salt: bytes | None = None
+
+
+@dataclass(frozen=True)
+class MacCredential:
+    """A shared secret and its reference (sent as senderKID if not None), and how to protect."""
+
+    reference: bytes | None
+    secret: bytes = field(repr=False)
+    scheme: PbmScheme | Pbmac1Scheme = PbmScheme()
+
+
+@dataclass(frozen=True)
+class SignatureCredential:
+    """A signing key, its certificate (sent first in extraCerts) and the chain sent after it.
+
+    `algorithm` overrides the RFC 9481 default for the key, e.g. `signature.pss_algorithm(...)`.
+    """
+
+    key: SigningKey = field(repr=False)
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+    algorithm: AlgorithmIdentifier | None = None
+
+
+Credential = MacCredential | SignatureCredential
+
+
+class ProtectionKind(enum.StrEnum):
+    """How a message was protected."""
+
+    NONE = "none"
+    MAC = "mac"
+    SIGNATURE = "signature"
+
+
+@dataclass(frozen=True)
+class VerifiedProtection:
+    """What verification proved: the kind, and who (MAC credential or validated signer).
+
+    `mac_credential` repeats the request's scheme and salt with the same secret, so a MAC-protected
+    request can be answered with the same credential (and, through a cache, without re-deriving).
+    """
+
+    kind: ProtectionKind
+    algorithm: AlgorithmIdentifier | None = None
+    sender_kid: bytes | None = None
+    mac_credential: MacCredential | None = None
+    signer: TrustedSigner | None = None
+
+    @property
+    def certificate(self) -> x509.Certificate | None:
+        """The validated CMP protection certificate, for signature protection."""
+        return self.signer.certificate if self.signer is not None else None
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]:
+        """The validated path, protection certificate first and trust anchor last."""
+        return self.signer.chain if self.signer is not None else ()
+
+
+def protected_part_bytes(msg: PKIMessage) -> bytes:
+    """DER of ProtectedPart from the header and body bytes as they are (received or built)."""
+    content = msg["header"].dump() + msg["body"].dump()
+    return _der_sequence(content)
+
+
+def protect(
+    msg: PKIMessage,
+    credential: Credential,
+    *,
+    random_bytes: RandomBytes,
+    cache: DerivedKeyCache | None = None,
+) -> PKIMessage:
+    """A copy of `msg` with protectionAlg, senderKID, protection and (signatures) extraCerts set.
+
+    MAC: senderKID is the credential's reference, the salt comes from `random_bytes`. Signature:
+    senderKID is the certificate's SKID (removed if it has none), a NULL-DN sender becomes the
+    certificate's subject (any other sender must already be it), and the certificate and its chain
+    go first in extraCerts, before any certificates `msg` already carries.
+    """
+    header: PKIHeader = msg["header"].copy()
+    extra = list(msg["extraCerts"]) if _present(msg["extraCerts"]) else []
+    if isinstance(credential, MacCredential):
+        params, alg = _mac_parameters(credential.scheme, random_bytes)
+        header["protectionAlg"] = alg
+        header["senderKID"] = credential.reference
+        data = _protected_part(header, msg)
+        value = compute_mac(params, credential.secret, data, cache)
+    else:
+        alg = credential.algorithm or default_algorithm(credential.key)
+        _set_signer_identity(header, credential.certificate)
+        header["protectionAlg"] = alg
+        data = _protected_part(header, msg)
+        value = sign(credential.key, alg, data)
+        own = [_to_asn1(c) for c in (credential.certificate, *credential.chain)]
+        own_der = {c.dump() for c in own}
+        extra = own + [c for c in extra if c.dump() not in own_der]
+    fields: dict[str, object] = {
+        "header": header,
+        "body": msg["body"],
+        "protection": OctetBitString(value),
+    }
+    if extra:
+        fields["extraCerts"] = extra
+    return PKIMessage(fields)
+
+
+def verify_protection(
+    msg: PKIMessage,
+    *,
+    now: datetime,
+    mac_secrets: MacSecrets | None = None,
+    trust: TrustConfig | None = None,
+    mac_policy: MacPolicy = DEFAULT_POLICY,
+    cache: DerivedKeyCache | None = None,
+    accept_unprotected: bool = False,
+) -> VerifiedProtection:
+    """Verify the protection of a received message, or raise the `CmpError` for its failInfo.
+
+    MAC protection needs `mac_secrets`, signatures need `trust` (otherwise `WrongIntegrity`). An
+    unprotected message is `BadMessageCheck` unless `accept_unprotected`, when it comes back as
+    kind NONE for the caller to decide on (e.g. OpenSSL's unprotected-error exceptions).
+    """
+    header = msg["header"]
+    alg = header["protectionAlg"]
+    has_alg = _present(alg)
+    has_protection = _present(msg["protection"])
+    if not has_alg and not has_protection:
+        if accept_unprotected:
+            return VerifiedProtection(ProtectionKind.NONE, sender_kid=header["senderKID"].native)
+        raise BadMessageCheck("message is not protected")
+    if not has_alg:
+        raise BadMessageCheck("protection present without protectionAlg")
+    if not has_protection:
+        raise BadMessageCheck("protectionAlg present without protection")
+    name = alg["algorithm"].native
+    if name in _MAC_ALGORITHMS:
+        if mac_secrets is None:
+            raise WrongIntegrity("MAC-based protection is not accepted here")
+        return _verify_mac(msg, alg, mac_secrets, mac_policy, cache)
+    if not is_supported(alg):
+        raise BadAlg(f"unsupported protection algorithm {alg['algorithm'].dotted}")
+    if trust is None:
+        raise WrongIntegrity("signature-based protection is not accepted here")
+    return _verify_signature(msg, alg, trust, now)
+
+
+def _verify_mac(
+    msg: PKIMessage,
+    alg: AlgorithmIdentifier,
+    secrets: MacSecrets,
+    policy: MacPolicy,
+    cache: DerivedKeyCache | None,
+) -> VerifiedProtection:
+    params = parse_mac_algorithm(alg, policy)  # bounds first: no work for unacceptable ones
+    kid: bytes | None = msg["header"]["senderKID"].native
+    secret = secrets.secret_for(kid)
+    if secret is None:
+        raise BadMessageCheck("no shared secret known for this senderKID")
+    value: bytes = msg["protection"].native
+    if not verify_mac(params, secret, protected_part_bytes(msg), value, cache):
+        raise BadMessageCheck("MAC-based protection does not verify")
+    credential = MacCredential(kid, secret, _scheme_of(params))
+    return VerifiedProtection(ProtectionKind.MAC, alg, kid, mac_credential=credential)
+
+
+def _verify_signature(
+    msg: PKIMessage, alg: AlgorithmIdentifier, trust: TrustConfig, now: datetime
+) -> VerifiedProtection:
+    extra = _load_extra_certs(msg)
+    header = msg["header"]
+    candidates = signer_candidates(header, extra, trust)
+    data = protected_part_bytes(msg)
+    value: bytes = msg["protection"].native
+    unfit: BadAlg | None = None
+    untrusted: SignerNotTrusted | None = None
+    checked = False
+    for cert in candidates:
+        try:
+            ok = verify(_public_key(cert), alg, data, value)
+        except BadAlg as exc:  # e.g. an ECDSA identifier and an RSA certificate
+            unfit = unfit or exc
+            continue
+        checked = True
+        if not ok:
+            continue
+        try:
+            signer = validate_signer(cert, extra, trust, now)
+        except SignerNotTrusted as exc:  # e.g. an expired certificate before its renewal
+            untrusted = untrusted or exc
+            continue
+        kid = header["senderKID"].native
+        return VerifiedProtection(ProtectionKind.SIGNATURE, alg, kid, signer=signer)
+    if untrusted is not None:
+        raise untrusted  # the signature verified, but no certificate for its key is trusted
+    if unfit is not None and not checked:
+        raise unfit  # the algorithm fits none of the candidate keys
+    raise BadMessageCheck("signature-based protection does not verify")
+
+
+def _mac_parameters(
+    scheme: PbmScheme | Pbmac1Scheme, random_bytes: RandomBytes
+) -> tuple[MacParameters, AlgorithmIdentifier]:
+    salt = scheme.salt if scheme.salt is not None else random_bytes(scheme.salt_length)
+    if isinstance(scheme, PbmScheme):
+        alg = pbm_algorithm(salt, owf=scheme.owf, iterations=scheme.iterations, mac=scheme.mac)
+        return MacParameters("pbm", salt, scheme.iterations, scheme.owf, scheme.mac), alg
+    alg = pbmac1_algorithm(
+        salt,
+        prf=scheme.prf,
+        iterations=scheme.iterations,
+        key_length=scheme.key_length,
+        mac=scheme.mac,
+    )
+    params = MacParameters(
+        "pbmac1", salt, scheme.iterations, scheme.prf, scheme.mac, scheme.key_length
+    )
+    return params, alg
+
+
+def _scheme_of(params: MacParameters) -> PbmScheme | Pbmac1Scheme:
+    if params.scheme == "pbm":
+        return PbmScheme(
+            params.kdf_hash, params.mac_hash, params.iterations, len(params.salt), params.salt
+        )
+    return Pbmac1Scheme(
+        params.kdf_hash,
+        params.mac_hash,
+        params.iterations,
+        params.key_length or 32,
+        len(params.salt),
+        params.salt,
+    )
+
+
+def _set_signer_identity(header: PKIHeader, cert: x509.Certificate) -> None:
+    subject = cert.subject.public_bytes()
+    sender = header["sender"]
+    if sender.name != "directory_name":
+        raise ValueError("signature protection needs a directoryName sender")
+    if len(sender.chosen.chosen) == 0:
+        header["sender"] = {"directory_name": Name.load(subject)}
+    elif not names_match(sender.chosen.untag().dump(), subject):
+        raise ValueError("sender is not the subject of the protection certificate")
+    try:
+        skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except x509.ExtensionNotFound:
+        header["senderKID"] = None
+    else:
+        header["senderKID"] = skid
+
+
+def _protected_part(header: PKIHeader, msg: PKIMessage) -> bytes:
+    return _der_sequence(header.dump() + msg["body"].dump())
+
+
+def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
+    if not _present(msg["extraCerts"]):
+        return []
+    certs = []
+    for index, cert in enumerate(msg["extraCerts"]):
+        try:
+            certs.append(x509.load_der_x509_certificate(cert.dump()))
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise BadDataFormat(f"extraCerts[{index}] is not a usable certificate: {exc}") from None
+    return certs
+
+
+def _public_key(cert: x509.Certificate) -> VerifyingKey:
+    try:
+        spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise BadAlg(f"unusable public key in the protection certificate: {exc}") from None
+    return load_public_key(spki)
+
+
+def _to_asn1(cert: x509.Certificate) -> Asn1Certificate:
+    return Asn1Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _present(value: object) -> bool:
+    # `.native` would parse the whole value (and fail on certificates asn1crypto cannot type)
+    return not isinstance(value, Void)
+
+
+def _der_sequence(content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return b"\x30" + bytes([length]) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return b"\x30" + bytes([0x80 | len(size)]) + size + content

@@ -1,0 +1,206 @@
+"""Who signed a message: pick the CMP protection certificate and validate it at `now`.
+
+RFC 9810 5.1.3.3 and RFC 9483 3.1: the protection certificate comes first in extraCerts, its
+subject is the header's `sender` and its subjectKeyIdentifier the `senderKID`. Path validation is
+`cryptography.x509.verification` (RFC 5280 chain building) with extension policies fitted to CMP:
+end-entity certificates need neither EKU clientAuth nor a subjectAltName, but a KeyUsage, where
+present, must allow digitalSignature; CA certificates follow the Web PKI defaults except that
+KeyUsage may be absent (as in `openssl req -x509` CAs) and, when present, must allow keyCertSign.
+
+Errors: a sender or senderKID that names another certificate than the one that signed is
+`BadMessageCheck` (the protection does not authenticate the claimed sender); a certificate that
+does not chain to a trust anchor at `now`, or may not sign, is `SignerNotTrusted`.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from asn1crypto.x509 import GeneralName, Name
+from cryptography import x509
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from .asn1 import PKIHeader
+from .errors import BadMessageCheck, SignerNotTrusted
+
+ANY_EXTENDED_KEY_USAGE = x509.ObjectIdentifier("2.5.29.37.0")
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """What a recipient trusts for signature-based protection.
+
+    `anchors` are the trust anchors (like `openssl cmp -trusted`); `intermediates` are locally known
+    untrusted certificates that may complete a path (`-untrusted`). A `pinned` certificate (like
+    `-srvcert`) is the only acceptable signer and is trusted directly, no chain needed, but must be
+    valid at `now`. `extended_key_usage`, if set, must be in the signer's EKU extension (e.g.
+    id-kp-cmcRA when a client checks an RA); by default EKU is not required. At most
+    `max_signer_candidates` matching certificates are tried, bounding the work a message can cause.
+    """
+
+    anchors: tuple[x509.Certificate, ...] = ()
+    intermediates: tuple[x509.Certificate, ...] = ()
+    pinned: x509.Certificate | None = None
+    extended_key_usage: x509.ObjectIdentifier | None = None
+    max_chain_depth: int = 8
+    max_signer_candidates: int = 4  # signature checks per message: extraCerts is sender-chosen
+
+
+@dataclass(frozen=True)
+class TrustedSigner:
+    """A validated CMP protection certificate and its path (leaf first, trust anchor last)."""
+
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+
+
+def signer_candidates(
+    header: PKIHeader, extra_certs: Sequence[x509.Certificate], config: TrustConfig
+) -> list[x509.Certificate]:
+    """The certificates that may have protected a message with `header`, most likely first.
+
+    The pinned certificate if configured, else extraCerts in order (the first is the protection
+    certificate, RFC 9483 3.1), then locally known certificates, keeping those whose subject is
+    the header's sender (unless that is the NULL-DN) and whose SKID is the senderKID (if present).
+    `BadMessageCheck` if certificates were offered but none fits; `SignerNotTrusted` if none was.
+    """
+    sender = _sender_name(header)
+    kid = header["senderKID"].native
+    offered = [config.pinned] if config.pinned is not None else list(extra_certs)
+    pool = offered if config.pinned is not None else _unique(extra_certs, config)
+    found = [cert for cert in pool if _matches(cert, sender, kid)]
+    if found:
+        return found[: config.max_signer_candidates]
+    if not offered:
+        raise SignerNotTrusted(
+            "no certificate for the signer: extraCerts is empty and no known one matches"
+        )
+    what = "pinned certificate" if config.pinned is not None else "protection certificate"
+    if sender is not None and not _subject_is(offered[0], sender):
+        raise BadMessageCheck(f"sender is not the subject of the {what}")
+    raise BadMessageCheck(f"senderKID is not the subjectKeyIdentifier of the {what}")
+
+
+def validate_signer(
+    cert: x509.Certificate,
+    extra_certs: Sequence[x509.Certificate],
+    config: TrustConfig,
+    now: datetime,
+) -> TrustedSigner:
+    """Validate `cert` at `now`: pinned, or a path to an anchor; `SignerNotTrusted` otherwise."""
+    if config.pinned is not None:
+        if cert != config.pinned:
+            raise SignerNotTrusted("the signer is not the pinned certificate")
+        store = Store([config.pinned])
+    elif config.anchors:
+        store = Store(list(config.anchors))
+    else:
+        raise SignerNotTrusted("no trust anchors configured")
+    verifier = (
+        PolicyBuilder()
+        .store(store)
+        .time(now)
+        .max_chain_depth(config.max_chain_depth)
+        .extension_policies(ca_policy=_CA_POLICY, ee_policy=_ee_policy(config))
+        .build_client_verifier()
+    )
+    untrusted = [c for c in (*extra_certs, *config.intermediates) if c != cert]
+    try:
+        verified = verifier.verify(cert, untrusted)
+    except VerificationError as exc:
+        raise SignerNotTrusted(f"protection certificate not trusted: {exc}") from None
+    return TrustedSigner(cert, tuple(verified.chain))
+
+
+def _ca_key_usage(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    # RFC 5280 6.1.4 (n): a KeyUsage on a CA certificate must allow certificate signing.
+    if ku is not None and not ku.key_cert_sign:
+        raise ValueError("CA certificate KeyUsage lacks keyCertSign")
+
+
+def _ee_key_usage(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
+    # RFC 9483 3.1: the CMP protection key signs; a KeyUsage, where present, must allow it.
+    if ku is not None and not ku.digital_signature:
+        raise ValueError("KeyUsage lacks digitalSignature")
+
+
+_CA_POLICY = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _ca_key_usage
+)
+_EE_POLICY = ExtensionPolicy.permit_all().may_be_present(
+    x509.KeyUsage, Criticality.AGNOSTIC, _ee_key_usage
+)
+
+
+def _ee_policy(config: TrustConfig) -> ExtensionPolicy:
+    required = config.extended_key_usage
+    if required is None:
+        return _EE_POLICY
+
+    def check_eku(_policy: Policy, _cert: x509.Certificate, eku: x509.ExtendedKeyUsage) -> None:
+        if required not in eku and ANY_EXTENDED_KEY_USAGE not in eku:
+            raise ValueError(f"ExtendedKeyUsage lacks {required.dotted_string}")
+
+    return _EE_POLICY.require_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, check_eku)
+
+
+def _unique(extra_certs: Sequence[x509.Certificate], config: TrustConfig) -> list[x509.Certificate]:
+    # dict keeps the first occurrence's order; linear in the (sender-chosen) number of certificates
+    return list(dict.fromkeys(itertools.chain(extra_certs, config.intermediates, config.anchors)))
+
+
+def _sender_name(header: PKIHeader) -> bytes | None:
+    """DER of the sender's directoryName, None for the NULL-DN; `BadMessageCheck` for others."""
+    sender: GeneralName = header["sender"]
+    if sender.name != "directory_name":
+        raise BadMessageCheck("a signature-protected message needs a directoryName sender")
+    name: Name = sender.chosen
+    return None if len(name.chosen) == 0 else bytes(name.untag().dump())  # as in a certificate
+
+
+def names_match(a_der: bytes, b_der: bytes) -> bool:
+    """Whether two DER Names are equal the RFC 5280 7.1 way (case and whitespace folded)."""
+    if a_der == b_der:
+        return True
+    folded = _normalized(a_der)
+    return folded is not None and folded == _normalized(b_der)
+
+
+def _subject_is(cert: x509.Certificate, sender_der: bytes) -> bool:
+    return names_match(cert.subject.public_bytes(), sender_der)
+
+
+@functools.lru_cache(maxsize=1024)
+def _normalized(name_der: bytes) -> str | None:
+    """The RFC 4518 prepared form of a Name; None if it has characters that prohibits."""
+    # Cached: anchors and intermediates recur in every message, and string preparation is slow.
+    try:
+        hashable: str = Name.load(name_der).hashable
+    except ValueError:
+        return None
+    return hashable
+
+
+def _matches(cert: x509.Certificate, sender: bytes | None, kid: bytes | None) -> bool:
+    if sender is not None and not _subject_is(cert, sender):
+        return False
+    if kid is None:
+        return True
+    try:
+        skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return False  # like OpenSSL: a senderKID needs a certificate that has an SKID
+    except ValueError:  # malformed extensions: not a certificate that can be the signer's
+        return False
+    return bool(skid.digest == kid)
