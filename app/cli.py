@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from .config import ConfigError, load_settings
+from sanscmp.ca.store import IssuedCertificate, PendingApproval, SqliteStore
+
+from .config import ConfigError, Settings, load_settings
 from .provision import KEY_TYPES, Provisioned, ProvisionError, provision
 
 DEFAULT_DIRECTORY = Path("sanscmp-data")
@@ -92,11 +98,170 @@ def serve(directory: Path | None, host: str | None, port: int | None, workers: i
     )
 
 
-def _settings(directory: Path):  # type: ignore[no-untyped-def]
+def _settings(directory: Path) -> Settings:
     try:
         return load_settings(directory)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _store(directory: Path) -> SqliteStore:
+    return SqliteStore(_settings(directory).database)
+
+
+directory_option = click.option(
+    "--dir",
+    "-d",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DIRECTORY,
+    show_default=True,
+    help="The sanscmp directory.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@main.group()
+def certs() -> None:
+    """Certificates this CA issued."""
+
+
+@certs.command("list")
+@directory_option
+@click.option("--status", type=click.Choice(["unconfirmed", "active", "revoked"]))
+@click.option("--limit", default=100, show_default=True)
+@json_option
+def certs_list(directory: Path, status: str | None, limit: int, as_json: bool) -> None:
+    """List issued certificates, newest first."""
+    records = _store(directory).list_certificates(status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps([_certificate_json(r) for r in records], indent=2))
+        return
+    for r in records:
+        click.echo(f"{r.serial:x}  {r.status:<11}  {r.not_after:%Y-%m-%d}  {r.subject}")
+
+
+@certs.command("show")
+@click.argument("serial")
+@directory_option
+@json_option
+@click.option("--pem", is_flag=True, help="Print the certificate in PEM.")
+def certs_show(serial: str, directory: Path, as_json: bool, pem: bool) -> None:
+    """Show one certificate by its serial number (hexadecimal)."""
+    record = _store(directory).get(_serial(serial))
+    if record is None:
+        raise click.ClickException(f"no certificate with serial {serial}")
+    if pem:
+        certificate = x509.load_der_x509_certificate(record.der)
+        click.echo(certificate.public_bytes(Encoding.PEM).decode(), nl=False)
+    elif as_json:
+        click.echo(json.dumps(_certificate_json(record), indent=2))
+    else:
+        for key, value in _certificate_json(record).items():
+            click.echo(f"{key:>14}: {value}")
+
+
+@main.command()
+@click.argument("serial")
+@directory_option
+@click.option(
+    "--reason",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="CRL reason code (1 keyCompromise, 4 superseded, 5 cessationOfOperation...).",
+)
+def revoke(serial: str, directory: Path, reason: int) -> None:
+    """Revoke a certificate by its serial number (hexadecimal)."""
+    store = _store(directory)
+    record = store.get(_serial(serial))
+    if record is None:
+        raise click.ClickException(f"no certificate with serial {serial}")
+    if record.status == "revoked":
+        raise click.ClickException(f"certificate {serial} is already revoked")
+    store.set_status(record.serial, "revoked", revoked_at=datetime.now(UTC), reason=reason)
+    click.echo(f"revoked {record.serial:x} ({record.subject}), reason {reason}")
+
+
+@main.group()
+def requests() -> None:
+    """Requests waiting for an operator (profiles with approval = "manual")."""
+
+
+@requests.command("list")
+@directory_option
+@click.option("--state", type=click.Choice(["pending", "approved", "rejected"]))
+@json_option
+def requests_list(directory: Path, state: str | None, as_json: bool) -> None:
+    """List requests awaiting (or past) approval."""
+    pending = _store(directory).list_pending(state=state)
+    if as_json:
+        click.echo(json.dumps([_pending_json(p) for p in pending], indent=2))
+        return
+    for p in pending:
+        click.echo(f"{p.transaction_id.hex()}  {p.state:<8}  {p.profile}  {p.summary}")
+
+
+@requests.command("approve")
+@click.argument("transaction_id")
+@directory_option
+def requests_approve(transaction_id: str, directory: Path) -> None:
+    """Approve a waiting request: the client receives its certificate at its next poll."""
+    _decide(directory, transaction_id, approved=True, reason="")
+    click.echo(f"approved {transaction_id}")
+
+
+@requests.command("reject")
+@click.argument("transaction_id")
+@directory_option
+@click.option("--reason", default="rejected by an operator", show_default=True)
+def requests_reject(transaction_id: str, directory: Path, reason: str) -> None:
+    """Reject a waiting request: the client is refused at its next poll."""
+    _decide(directory, transaction_id, approved=False, reason=reason)
+    click.echo(f"rejected {transaction_id}")
+
+
+def _decide(directory: Path, transaction_id: str, *, approved: bool, reason: str) -> None:
+    try:
+        tid = bytes.fromhex(transaction_id)
+    except ValueError:
+        raise click.ClickException("TRANSACTION_ID is hexadecimal") from None
+    try:
+        _store(directory).decide_pending(tid, approved, reason, datetime.now(UTC))
+    except (KeyError, ValueError) as exc:
+        raise click.ClickException(f"cannot decide {transaction_id}: {exc}") from None
+
+
+def _serial(text: str) -> int:
+    try:
+        return int(text.removeprefix("0x"), 16)
+    except ValueError:
+        raise click.ClickException("SERIAL is hexadecimal") from None
+
+
+def _certificate_json(record: IssuedCertificate) -> dict[str, object]:
+    return {
+        "serial": f"{record.serial:x}",
+        "subject": record.subject,
+        "status": record.status,
+        "not_before": record.not_before.isoformat(),
+        "not_after": record.not_after.isoformat(),
+        "profile": record.profile,
+        "transaction_id": record.transaction_id.hex(),
+        "revoked_at": record.revoked_at.isoformat() if record.revoked_at else None,
+        "reason": record.reason,
+    }
+
+
+def _pending_json(pending: PendingApproval) -> dict[str, object]:
+    return {
+        "transaction_id": pending.transaction_id.hex(),
+        "profile": pending.profile,
+        "summary": pending.summary,
+        "state": pending.state,
+        "reason": pending.reason,
+        "created_at": pending.created_at.isoformat(),
+    }
 
 
 def _enrol_instructions(made: Provisioned, how: str) -> str:

@@ -303,7 +303,7 @@ def _certificate_request(request: RequestedCertificate) -> CertificateRequest:
     if template["publicKey"].native is None:
         raise ValueError("no public key (central key generation is not offered)")
     subject = (
-        x509.Name([]) if template["subject"].native is None else _name(template["subject"].chosen)
+        x509.Name([]) if template["subject"].native is None else _name(template["subject"])
     )
     extensions = template["extensions"]
     requested = _requested_extensions(extensions if extensions.native is not None else None)

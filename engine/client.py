@@ -2,14 +2,38 @@
 
 A `ClientEngine` starts transactions (ir, cr, kur, p10cr, rr, genm, error); each
 `ClientTransaction` gives the message to send and, for every response fed back, the next message
-(certConf, pollReq) or None when done. Responses are validated: protection, pvno, transactionID,
-recipNonce, body type, certReqIds; certConf carries the certHash of every certificate received.
+(certConf, pollReq, error) or None when the transaction has ended. Nothing here does I/O or reads
+a clock: time and randomness come from `ClientConfig`, bytes go in and out through the caller.
 
     txn = client.ir([CertRequestSpec(key=new_key, subject=name)])
     message = txn.request
     while message is not None:
+        # wait txn.check_after seconds first when message is a pollReq
         message = txn.receive(transfer(message))
     txn.result.certificates
+
+Every response is validated before it is acted on: pvno, transactionID, recipNonce (= the
+senderNonce just sent), sender (if an expected one is configured), body type (the answer to what
+was sent, pollRep while polling, error at any time), protection (MAC with the client's secret, or
+a signature by a certificate valid under `ClientConfig.trust`; negative answers may lack it with
+`accept_unprotected_errors`, like `openssl cmp -unprotected_errors`) and certReqIds (each answers
+one request, once). A response failing a check raises the `CmpError` naming its failure bit and
+fails the transaction; `ClientTransaction.report` then builds the error message to tell the server.
+
+Certificates: a new certificate must carry the requested public key and pass the optional
+`check_certificate` callback; a failing one is rejected in certConf (status rejection, failInfo
+incorrectData, the reason as statusString). certConf carries the certHash of every certificate
+received (RFC 9810 5.3.18). Encrypted certificates (encrCert, indirect POP) are decrypted with the
+request's private key. Implicit confirmation is asked for if configured and detected in the answer.
+
+Polling (RFC 9810 5.3.22, RFC 9483 4.4): an ip/cp/kup with status waiting, or an error message
+with status waiting (delayed delivery of rp, genp or the pkiconf for certConf), starts polling;
+`check_after` tells how long to wait before sending the pollReq this engine returns. Polls for a
+response other than ip/cp/kup use certReqId -1.
+
+p10cr: RFC 9483 4.1.4 has the answer use certReqId -1, as OpenSSL 3.0's mock server does; some
+servers (older OpenSSL versions) answer 0. Both are accepted, and pollReq/certConf then echo the
+certReqId the server used.
 """
 
 from __future__ import annotations
@@ -18,16 +42,21 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from asn1crypto.core import Null
+from asn1crypto.core import Boolean, Null, OctetBitString, OctetString, Void
+from asn1crypto.core import ObjectIdentifier as AsnObjectIdentifier
 from asn1crypto.crl import CRLReason
 from asn1crypto.csr import CertificationRequest
 from asn1crypto.keys import PublicKeyInfo
-from asn1crypto.x509 import Extension, Extensions, GeneralName, Name
+from asn1crypto.x509 import Certificate as Asn1Certificate
+from asn1crypto.x509 import Extensions, GeneralName, Name
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .asn1 import (
+    AuthInfo,
     CertRequest,
     CertStatus,
     CertTemplate,
@@ -36,6 +65,11 @@ from .asn1 import (
     PKIHeader,
     PKIMessage,
     PKIStatusInfo,
+    PKMACValue,
+    POPOPrivKey,
+    POPOSigningKeyInput,
+    ProofOfPossession,
+    load_der,
 )
 from .certhash import cert_hash
 from .envelope import RecipientPrivateKey, decrypt_certificate
@@ -44,23 +78,53 @@ from .errors import (
     BadRecipientNonce,
     BadRequest,
     CmpError,
+    DecodeError,
     FailInfo,
     UnsupportedVersion,
+    WrongAuthority,
 )
-from .pbm import DerivedKeyCache
+from .pbm import (
+    DEFAULT_POLICY,
+    DerivedKeyCache,
+    MacPolicy,
+    compute_mac,
+    parse_mac_algorithm,
+    pbm_algorithm,
+    pbmac1_algorithm,
+)
 from .popo import signature_popo
-from .protection import Credential, MacCredential, protect, verify_protection
+from .protection import (
+    Credential,
+    MacCredential,
+    Pbmac1Scheme,
+    SignatureCredential,
+    protect,
+    verify_protection,
+)
 from .responses import RESPONSE_TO, error_body, status_info
 from .signature import SigningKey
 from .trust import TrustConfig
 
 RandomBytes = Callable[[int], bytes]
 NULL_DN_DER = b"\xa4\x02\x30\x00"  # GeneralName directoryName with an empty RDNSequence
+POLL_ID_OTHER = -1  # certReqId of pollReq/pollRep for anything but ip/cp/kup (RFC 9810 5.3.22)
+P10CR_ID = -1  # certReqId of the answer to a p10cr (RFC 9483 4.1.4)
+CRL_REASON_OID = "2.5.29.21"  # id-ce-cRLReasons
+_PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+
+CertificateCheck = Callable[[int, x509.Certificate, PKIMessage], str | None]
+"""`(certReqId, new certificate, the ip/cp/kup carrying it) -> None` to accept it, or the reason
+to reject it in certConf (e.g. it does not chain to the expected CA, like `-out_trusted`)."""
 
 
 def null_dn() -> GeneralName:
     """The NULL-DN GeneralName: "no name" as a sender or recipient (RFC 9483 3.1)."""
     return GeneralName.load(NULL_DN_DER)
+
+
+def directory_name(name: x509.Name) -> GeneralName:
+    """A directoryName GeneralName for `name` (e.g. the CA's subject as recipient)."""
+    return GeneralName(name="directory_name", value=Name.load(name.public_bytes()))
 
 
 @dataclass
@@ -76,15 +140,26 @@ class ClientConfig:
     pvno: int = 2
     implicit_confirm: bool = False  # ask for implicit confirmation
     accept_unprotected_errors: bool = False  # like `openssl cmp -unprotected_errors`
+    unprotected_requests: bool = False  # send unprotected; the credential still checks answers
+    expected_sender: GeneralName | None = None  # responses must come from this name
+    check_certificate: CertificateCheck | None = None  # accept or reject each new certificate
+    mac_policy: MacPolicy = DEFAULT_POLICY  # bounds on the MAC parameters of responses
     cache: DerivedKeyCache = field(default_factory=DerivedKeyCache)
 
 
 @dataclass(frozen=True)
 class CertRequestSpec:
-    """One certificate to ask for: the key to certify (and prove) and the template's contents."""
+    """One certificate to ask for: the key to certify (and prove) and the template's contents.
+
+    `popo`: "signature" (needs `key`), "raVerified" (an RA vouches; `key` or `public_key`),
+    "encrCert" (indirect POP: the certificate comes back encrypted to the key; keyEncipherment
+    for RSA, keyAgreement for EC/X25519/X448; decrypted with `decryption_key`, by default `key`).
+    Without a subject the signature POPO goes over poposkInput, authenticated by the sender's
+    name or, for a MAC credential, by a publicKeyMAC with the shared secret (RFC 4211 4.1).
+    """
 
     key: SigningKey | None = None  # private key: signature POPO over the request
-    public_key: bytes | None = None  # DER SPKI, when `key` is not given (raVerified, encrCert)
+    public_key: bytes | None = None  # DER SPKI, when `key` is not given
     subject: x509.Name | None = None
     extensions: Sequence[x509.Extension[x509.ExtensionType]] = ()
     not_before: datetime | None = None
@@ -95,11 +170,16 @@ class CertRequestSpec:
 
 @dataclass(frozen=True)
 class RevocationSpec:
-    """One certificate to revoke."""
+    """One certificate to revoke, by issuer and serial number, with an optional CRLReason code."""
 
     issuer: x509.Name
     serial_number: int
-    reason: int | None = None  # CRLReason code
+    reason: int | None = None  # CRLReason code, e.g. 1 keyCompromise, 4 superseded
+
+    @classmethod
+    def of(cls, certificate: x509.Certificate, reason: int | None = None) -> RevocationSpec:
+        """Revoke `certificate`."""
+        return cls(certificate.issuer, certificate.serial_number, reason)
 
 
 class Phase(enum.StrEnum):
@@ -116,13 +196,17 @@ class Phase(enum.StrEnum):
 class ClientResult:
     """What the transaction produced."""
 
-    certificates: dict[int, x509.Certificate] = field(default_factory=dict)
+    certificates: dict[int, x509.Certificate] = field(default_factory=dict)  # accepted, confirmed
     statuses: dict[int, PKIStatusInfo] = field(default_factory=dict)  # per certReqId / rr entry
+    rejected: dict[int, str] = field(default_factory=dict)  # certificates the client refused
     ca_pubs: list[x509.Certificate] = field(default_factory=list)
     extra_certs: list[x509.Certificate] = field(default_factory=list)
     general_info: list[InfoTypeAndValue] = field(default_factory=list)  # genp content
     error: PKIStatusInfo | None = None  # an error body or negative answer from the server
+    error_code: int | None = None  # errorCode of an error message
+    error_details: list[str] = field(default_factory=list)  # errorDetails of an error message
     implicit_confirm_granted: bool = False
+    polls: int = 0  # pollReq messages sent
 
     @property
     def fail_info(self) -> set[str]:
@@ -130,6 +214,21 @@ class ClientResult:
         if self.error is None or self.error["failInfo"].native is None:
             return set()
         return set(self.error["failInfo"].native)
+
+    @property
+    def status_text(self) -> list[str]:
+        """statusString of the error, if any."""
+        if self.error is None or self.error["statusString"].native is None:
+            return []
+        return list(self.error["statusString"].native)
+
+
+@dataclass(frozen=True)
+class _Requested:
+    """What the client remembers of one certificate request."""
+
+    spki: bytes | None  # DER SubjectPublicKeyInfo asked for, to compare with the new certificate
+    decryption_key: RecipientPrivateKey | None  # opens an encrypted certificate
 
 
 class ClientEngine:
@@ -140,224 +239,480 @@ class ClientEngine:
 
     def ir(self, requests: Sequence[CertRequestSpec]) -> ClientTransaction:
         """Initial registration: enrol with a (typically MAC) credential."""
-        return self._cert_request("ir", requests)
+        return self.certificate_request("ir", requests)
 
     def cr(self, requests: Sequence[CertRequestSpec]) -> ClientTransaction:
         """Certification request from an already enrolled client."""
-        return self._cert_request("cr", requests)
+        return self.certificate_request("cr", requests)
 
     def kur(self, requests: Sequence[CertRequestSpec], old: x509.Certificate) -> ClientTransaction:
-        """Key update: replace `old` (protect with its key; oldCertID names it)."""
-        return self._cert_request("kur", requests, old)
+        """Key update: replace `old` (protect with its key); an oldCertID control names it and the
+        template takes its subject unless the spec gives one."""
+        return self.certificate_request("kur", requests, old)
 
     def p10cr(self, csr_der: bytes) -> ClientTransaction:
-        """A PKCS#10 request wrapped in CMP (certReqId -1)."""
-        body = PKIBody(name="p10cr", value=CertificationRequest.load(csr_der))
-        return self._start(body, {-1: None})
+        """A PKCS#10 request wrapped in CMP (answered with certReqId -1)."""
+        csr = load_der(CertificationRequest, csr_der)
+        spki = csr["certification_request_info"]["subject_pk_info"].dump()
+        body = PKIBody(name="p10cr", value=csr)
+        return ClientTransaction(self.config, body, {P10CR_ID: _Requested(spki, None)})
 
     def rr(self, entries: Sequence[RevocationSpec]) -> ClientTransaction:
-        """Revocation request, one RevDetails per entry."""
+        """Revocation request, one RevDetails per entry (answered by one status each)."""
+        if not entries:
+            raise ValueError("an rr needs at least one certificate to revoke")
         details = [_rev_details(entry) for entry in entries]
-        return self._start(PKIBody(name="rr", value=details), {})
+        return ClientTransaction(self.config, PKIBody(name="rr", value=details), {})
 
     def genm(self, items: Sequence[InfoTypeAndValue | dict[str, object]]) -> ClientTransaction:
         """General message, e.g. `[{"infoType": "caCerts"}]`."""
-        return self._start(PKIBody(name="genm", value=list(items)), {})
+        return ClientTransaction(self.config, PKIBody(name="genm", value=list(items)), {})
 
-    def error(self, fail_info: FailInfo, text: str = "") -> ClientTransaction:
-        """An error message of the client's own (answered with pkiconf)."""
-        body = error_body(status_info("rejection", fail_info, text), text)
-        return self._start(body, {})
-
-    def _cert_request(
-        self, body_type: str, specs: Sequence[CertRequestSpec], old: x509.Certificate | None = None
+    def error(
+        self, fail_info: FailInfo, text: str = "", error_code: int | None = None
     ) -> ClientTransaction:
+        """An error message of the client's own (answered with pkiconf)."""
+        body = _error_body(fail_info, text, error_code)
+        return ClientTransaction(self.config, body, {})
+
+    def certificate_request(
+        self,
+        body_type: str,
+        specs: Sequence[CertRequestSpec],
+        old: x509.Certificate | None = None,
+    ) -> ClientTransaction:
+        """An ir, cr or kur with one CertReqMsg per spec (certReqId 0, 1, ...)."""
+        if body_type not in ("ir", "cr", "kur"):
+            raise ValueError(f"{body_type} is not a CRMF certificate request")
+        if not specs:
+            raise ValueError("a certificate request needs at least one CertRequestSpec")
         messages = []
-        keys: dict[int, RecipientPrivateKey | None] = {}
+        requested: dict[int, _Requested] = {}
         for cert_req_id, spec in enumerate(specs):
+            spki = _spki(spec)
+            subject = spec.subject if spec.subject is not None or old is None else old.subject
+            controls = {"controls": [_old_cert_id(old)]} if old is not None else {}
             cert_request = CertRequest(
                 {
                     "certReqId": cert_req_id,
-                    "certTemplate": _template(spec),
-                    **({"controls": [_old_cert_id(old)]} if old is not None else {}),
+                    "certTemplate": _template(spec, spki, subject),
+                    **controls,
                 }
             )
-            messages.append({"certReq": cert_request, "popo": _popo(spec, cert_request)})
-            keys[cert_req_id] = spec.decryption_key
-        return self._start(PKIBody(name=body_type, value=messages), keys)
+            popo = self._popo(spec, cert_request, spki, subject is not None)
+            messages.append({"certReq": cert_request, "popo": popo})
+            requested[cert_req_id] = _Requested(spki, _decryption_key(spec))
+        return ClientTransaction(self.config, PKIBody(name=body_type, value=messages), requested)
 
-    def _start(
-        self, body: PKIBody, keys: dict[int, RecipientPrivateKey | None]
-    ) -> ClientTransaction:
-        return ClientTransaction(self.config, body, keys)
+    def _popo(
+        self, spec: CertRequestSpec, cert_request: CertRequest, spki: bytes | None, subject: bool
+    ) -> ProofOfPossession:
+        if spec.popo == "raVerified":
+            return ProofOfPossession(name="raVerified", value=Null())
+        if spec.popo == "encrCert":
+            if spki is None:
+                raise ValueError("encrCert POPO needs the public key to encrypt the certificate to")
+            kind = "keyEncipherment" if _is_rsa(spki) else "keyAgreement"
+            privkey = POPOPrivKey(name="subsequentMessage", value=0)  # encrCert
+            return ProofOfPossession(name=kind, value=privkey)
+        if spec.popo != "signature":
+            raise ValueError(f"unknown POPO kind {spec.popo!r}")
+        if spec.key is None or spki is None:
+            raise ValueError("signature POPO needs the private key")
+        if subject:
+            return signature_popo(cert_request, spec.key)
+        poposk_input = POPOSigningKeyInput(
+            {"authInfo": self._auth_info(spki), "publicKey": PublicKeyInfo.load(spki)}
+        )
+        return signature_popo(cert_request, spec.key, poposk_input=poposk_input)
+
+    def _auth_info(self, spki: bytes) -> AuthInfo:
+        """poposkInput's authInfo: the sender's name, or a publicKeyMAC with the shared secret."""
+        config = self.config
+        credential = config.credential
+        sender = config.sender
+        if sender is None and isinstance(credential, SignatureCredential):
+            sender = directory_name(credential.certificate.subject)
+        if sender is not None and sender.dump() != NULL_DN_DER:
+            return AuthInfo(name="sender", value=sender)
+        if not isinstance(credential, MacCredential):
+            raise ValueError("a request without subject needs a sender name or a MAC credential")
+        scheme = credential.scheme
+        salt = scheme.salt if scheme.salt is not None else config.random(scheme.salt_length)
+        if isinstance(scheme, Pbmac1Scheme):
+            alg = pbmac1_algorithm(
+                salt,
+                prf=scheme.prf,
+                iterations=scheme.iterations,
+                key_length=scheme.key_length,
+                mac=scheme.mac,
+            )
+        else:
+            alg = pbm_algorithm(salt, owf=scheme.owf, iterations=scheme.iterations, mac=scheme.mac)
+        params = parse_mac_algorithm(alg, config.mac_policy)
+        value = compute_mac(params, credential.secret, spki, config.cache)
+        return AuthInfo(
+            name="publicKeyMAC", value=PKMACValue({"algId": alg, "value": OctetBitString(value)})
+        )
 
 
 class ClientTransaction:
     """One transaction: the messages to send and the checks on every response."""
 
     def __init__(
-        self, config: ClientConfig, body: PKIBody, keys: dict[int, RecipientPrivateKey | None]
+        self, config: ClientConfig, body: PKIBody, requested: dict[int, _Requested]
     ) -> None:
         self.config = config
-        self.transaction_id = config.random(16)
+        self.transaction_id: bytes = config.random(16)
         self.body_type: str = body.name
         self.phase = Phase.awaiting_response
         self.result = ClientResult()
-        self.check_after = 0
-        self._keys = keys
+        self.check_after = 0  # seconds to wait before sending the pollReq just returned
+        self.last_response: PKIMessage | None = None
+        self._requested = requested
+        self._wire_ids = {cert_req_id: cert_req_id for cert_req_id in requested}
+        self._answered: set[int] = set()
+        self._received: dict[int, x509.Certificate] = {}  # certificates to confirm
+        self._entries = len(body.chosen) if body.name == "rr" else 0
         self._expected = _expected_bodies(body.name)
-        self._pending_ids: list[int] = []
-        ask_implicit = config.implicit_confirm and body.name in RESPONSE_TO
-        self.request = self._message(body, implicit=ask_implicit)
+        self._poll_base: frozenset[str] | None = None  # final answers while polling
+        self._pending_ids: list[int] = []  # certReqIds polled for (as on the wire)
+        self._negative_sent = False  # certConf rejecting or error sent: pkiconf is "negative"
+        self._reported = False  # `report` sent an error: the transaction fails at its pkiconf
+        self._recip_nonce: bytes | None = None
+        self._nonce = b""
+        self._implicit_asked = config.implicit_confirm and body.name in RESPONSE_TO
+        if body.name == "error":
+            self._negative_sent = True
+        self.request: PKIMessage = self._message(body, implicit=self._implicit_asked)
+        self.last_request: PKIMessage = self.request
+
+    @property
+    def finished(self) -> bool:
+        """Whether the transaction has ended (done or failed): nothing more to send or receive."""
+        return self.phase in (Phase.done, Phase.failed)
 
     # ---- sending -----------------------------------------------------------------------------
 
     def _message(self, body: PKIBody, *, implicit: bool = False) -> PKIMessage:
-        self._nonce = self.config.random(16)
+        config = self.config
+        self._nonce = config.random(16)
         header: dict[str, object] = {
-            "pvno": self.config.pvno,
-            "sender": self.config.sender or null_dn(),
-            "recipient": self.config.recipient,
-            "messageTime": self.config.clock().astimezone(UTC).replace(microsecond=0),
+            "pvno": config.pvno,
+            "sender": config.sender or null_dn(),
+            "recipient": config.recipient,
+            "messageTime": config.clock().astimezone(UTC).replace(microsecond=0),
             "transactionID": self.transaction_id,
             "senderNonce": self._nonce,
         }
-        if getattr(self, "_recip_nonce", None) is not None:
+        if self._recip_nonce is not None:
             header["recipNonce"] = self._recip_nonce
         if implicit:
             header["generalInfo"] = [{"infoType": "implicitConfirm", "infoValue": Null()}]
         message = PKIMessage({"header": PKIHeader(header), "body": body})
-        credential = self.config.credential
-        if credential is None:
-            return message
-        return protect(
-            message, credential, random_bytes=self.config.random, cache=self.config.cache
-        )
+        if config.credential is not None and not config.unprotected_requests:
+            message = protect(
+                message, config.credential, random_bytes=config.random, cache=config.cache
+            )
+        self.last_request = message
+        return message
+
+    def report(self, error: CmpError | FailInfo, text: str = "") -> PKIMessage:
+        """An error message telling the server why this transaction cannot go on (e.g. after
+        `receive` raised); the server answers pkiconf and the transaction ends as failed."""
+        if self.phase is Phase.done:
+            raise ValueError("the transaction ended well: nothing to report")
+        if isinstance(error, CmpError):
+            fail_info, text = error.fail_info, text or error.text
+        else:
+            fail_info = error
+        self._reported = True
+        self._negative_sent = True
+        self._poll_base = None
+        self._expected = frozenset({"pkiconf"})
+        self.phase = Phase.awaiting_response
+        return self._message(_error_body(fail_info, text, None))
 
     # ---- receiving ---------------------------------------------------------------------------
 
     def receive(self, response: bytes | PKIMessage) -> PKIMessage | None:
         """Validate a response; the next message to send, or None when the transaction ended.
 
-        A response that fails validation raises the `CmpError` naming its failure bit (the
-        caller may report it to the server with `ClientEngine.error`); the transaction fails.
+        A response that fails validation raises the `CmpError` naming its failure bit and the
+        transaction fails (`report` builds the error message to send the server about it).
         """
+        if self.finished:
+            raise BadRequest(f"transaction already {self.phase}: no response expected")
         try:
-            message = response if isinstance(response, PKIMessage) else PKIMessage.load(response)
+            if isinstance(response, PKIMessage):
+                message = response
+            else:
+                message = PKIMessage.load(bytes(response))
             self._check(message)
+            self.last_response = message
             return self._advance(message)
         except CmpError:
             self.phase = Phase.failed
             raise
+        except _PARSE_ERRORS as exc:  # a part asn1crypto parses only when it is read
+            self.phase = Phase.failed
+            raise BadDataFormat(f"malformed response: {type(exc).__name__}: {exc}") from exc
 
     def _check(self, message: PKIMessage) -> None:
         header = message["header"]
         body = message["body"].name
-        negative = body == "error" or _is_rejection(message)
-        verify_protection(
-            message,
-            now=self.config.clock(),
-            mac_secrets=_OwnSecret(self.config.credential),
-            trust=self.config.trust,
-            cache=self.config.cache,
-            accept_unprotected=negative and self.config.accept_unprotected_errors,
-        )
-        if header["pvno"].native != self.config.pvno:
-            raise UnsupportedVersion(f"response pvno {header['pvno'].native}")
+        pvno = header["pvno"].native
+        if pvno != self.config.pvno and not (body == "error" and pvno in (2, 3)):
+            raise UnsupportedVersion(f"response pvno {pvno}, request pvno {self.config.pvno}")
         if header["transactionID"].native != self.transaction_id:
-            raise BadRequest("response for another transaction")
+            raise BadRequest("response transactionID is not the transaction's")
         if header["recipNonce"].native != self._nonce:
             raise BadRecipientNonce("recipNonce is not the senderNonce of the request")
+        expected_sender = self.config.expected_sender
+        if (
+            expected_sender is not None
+            and expected_sender.dump() != NULL_DN_DER
+            and not _same_name(header["sender"], expected_sender)
+        ):
+            raise WrongAuthority("response sender is not the expected server")
         if body != "error" and body not in self._expected:
-            raise BadRequest(f"unexpected {body} in answer to {self.body_type}")
-        self._recip_nonce = header["senderNonce"].native
+            raise BadRequest(f"unexpected {body} in answer to {self.last_request['body'].name}")
+        self._verify(message)
+        nonce = header["senderNonce"].native
+        if not nonce:
+            raise BadDataFormat("response without senderNonce")
+        self._recip_nonce = nonce
+
+    def _verify(self, message: PKIMessage) -> None:
+        """Protection: required, except (if allowed) missing or invalid on negative answers."""
+        lenient = self.config.accept_unprotected_errors and self._is_negative(message)
+        try:
+            verify_protection(
+                message,
+                now=self.config.clock(),
+                mac_secrets=_OwnSecret(self.config.credential),
+                trust=self.config.trust,
+                mac_policy=self.config.mac_policy,
+                cache=self.config.cache,
+                accept_unprotected=lenient,
+            )
+        except CmpError:
+            if not lenient:
+                raise
+
+    def _is_negative(self, message: PKIMessage) -> bool:
+        """The answers `openssl cmp -unprotected_errors` accepts unprotected."""
+        body = message["body"]
+        if body.name == "error":
+            return True
+        if body.name in ("ip", "cp", "kup"):
+            statuses = [r["status"] for r in body.chosen["response"]]
+        elif body.name == "rp":
+            statuses = list(body.chosen["status"])
+        elif body.name == "pkiconf":
+            return self._negative_sent
+        else:
+            return False
+        return bool(statuses) and all(s["status"].native == "rejection" for s in statuses)
 
     def _advance(self, message: PKIMessage) -> PKIMessage | None:
         body = message["body"]
-        self.result.extra_certs = (
-            [_x509(c) for c in message["extraCerts"]] if _present(message["extraCerts"]) else []
-        )
+        self._collect_extra_certs(message)
         if body.name == "error":
-            info = body.chosen["pKIStatusInfo"]
-            if info["status"].native == "waiting" and self.phase is not Phase.confirming:
-                return self._poll([-1], 0)
-            return self._fail(info)
+            return self._error(body.chosen)
         if body.name == "pollRep":
-            entry = body.chosen[0]
-            return self._poll(
-                [e["certReqId"].native for e in body.chosen], entry["checkAfter"].native
-            )
+            return self._poll_rep(body.chosen)
         if body.name in ("ip", "cp", "kup"):
-            return self._certificates(message)
+            return self._cert_rep(message)
         if body.name == "rp":
-            statuses = list(body.chosen["status"])
-            self.result.statuses = dict(enumerate(statuses))
-            return self._done()
+            return self._rev_rep(body.chosen)
         if body.name == "genp":
             self.result.general_info = list(body.chosen)
             return self._done()
-        return self._done()  # pkiconf
+        return self._pkiconf()
 
-    def _certificates(self, message: PKIMessage) -> PKIMessage | None:
+    def _error(self, content: Any) -> PKIMessage | None:
+        info = content["pKIStatusInfo"]
+        if info["status"].native == "waiting" and not self._reported:
+            # Delayed delivery (RFC 9810 5.3.22): poll for the answer with certReqId -1.
+            return self._poll([POLL_ID_OTHER], 0)
+        self.result.error_code = content["errorCode"].native
+        self.result.error_details = list(content["errorDetails"].native or [])
+        return self._fail(info)
+
+    def _poll_rep(self, content: Any) -> PKIMessage:
+        ids = [entry["certReqId"].native for entry in content]
+        if not ids or any(i not in self._pending_ids for i in ids):
+            raise BadRequest(f"pollRep for certReqIds {ids}, polled for {self._pending_ids}")
+        check_after = max(entry["checkAfter"].native for entry in content)
+        if check_after < 0:
+            raise BadDataFormat(f"pollRep with negative checkAfter {check_after}")
+        return self._poll(self._pending_ids, check_after)
+
+    def _poll(self, wire_ids: list[int], check_after: int) -> PKIMessage:
+        self.phase = Phase.polling
+        self.check_after = check_after
+        self.result.polls += 1
+        if self._poll_base is None:
+            self._poll_base = self._expected
+        self._pending_ids = wire_ids
+        self._expected = self._poll_base | {"pollRep"}
+        body = PKIBody(name="pollReq", value=[{"certReqId": i} for i in wire_ids])
+        return self._message(body)
+
+    def _end_polling(self) -> None:
+        self._poll_base = None
+        self._pending_ids = []
+        self.check_after = 0
+
+    # ---- certificate responses ---------------------------------------------------------------
+
+    def _cert_rep(self, message: PKIMessage) -> PKIMessage | None:
+        self._end_polling()
         rep = message["body"].chosen
         if _present(rep["caPubs"]):
             self.result.ca_pubs = [_x509(c) for c in rep["caPubs"]]
-        waiting, received = [], {}
+        waiting: list[int] = []
+        rejected: list[PKIStatusInfo] = []
+        seen: set[int] = set()
         for response in rep["response"]:
-            cert_req_id = response["certReqId"].native
-            if cert_req_id not in self._keys:
-                raise BadRequest(f"response for certReqId {cert_req_id} never requested")
+            cert_req_id = self._own_id(response["certReqId"].native)
+            if cert_req_id in seen or cert_req_id in self._answered:
+                raise BadDataFormat(f"certReqId {cert_req_id} answered twice")
+            seen.add(cert_req_id)
             info = response["status"]
             self.result.statuses[cert_req_id] = info
             status = info["status"].native
             if status == "waiting":
-                waiting.append(cert_req_id)
-            elif status in ("accepted", "grantedWithMods"):
-                received[cert_req_id] = self._certificate(cert_req_id, response)
+                waiting.append(self._wire_ids[cert_req_id])
+                continue
+            self._answered.add(cert_req_id)
+            if status in ("accepted", "grantedWithMods"):
+                certificate = self._certificate(cert_req_id, response)
+                self._received[cert_req_id] = certificate
+                reason = self._judge(cert_req_id, certificate, message)
+                if reason is not None:
+                    self.result.rejected[cert_req_id] = reason
+            elif status == "rejection":
+                rejected.append(info)
+            else:
+                raise BadDataFormat(f"status {status} in a certificate response")
+        unanswered = set(self._requested) - self._answered - {self._own_id(i) for i in waiting}
+        if unanswered:
+            raise BadDataFormat(f"no response for certReqId {sorted(unanswered)}")
         if waiting:
             return self._poll(waiting, 0)
-        if not received:
-            first = rep["response"][0]["status"] if len(rep["response"]) else None
-            return self._fail(first)
-        self.result.certificates.update(received)
-        granted = _has_implicit_confirm(message["header"])
-        self.result.implicit_confirm_granted = granted
-        if granted:
-            return self._done()
+        if not self._received:
+            return self._fail(rejected[0] if rejected else None)
+        if _has_implicit_confirm(message["header"]):
+            # Granted: the server closed the transaction, no certConf (RFC 9810 5.1.1.1).
+            self.result.implicit_confirm_granted = True
+            if not self.result.rejected:
+                return self._pkiconf()
+            # A certificate refused without certConf to say so: tell the server with an error.
+            text = _rejection_text(self.result.rejected)
+            return self.report(FailInfo.incorrectData, text)
         self.phase = Phase.confirming
         self._expected = frozenset({"pkiconf"})
-        return self._message(self._cert_conf(received))
+        self._negative_sent = bool(self.result.rejected)
+        return self._message(self._cert_conf())
 
-    def _certificate(self, cert_req_id: int, response: object) -> x509.Certificate:
-        pair = response["certifiedKeyPair"]  # type: ignore[index]
+    def _own_id(self, wire_id: int) -> int:
+        """The client's certReqId for one the server sent (a p10cr answer may use 0 or -1)."""
+        if wire_id in self._requested:
+            return wire_id
+        if self.body_type == "p10cr" and wire_id == 0:
+            self._wire_ids[P10CR_ID] = 0
+            return P10CR_ID
+        raise BadRequest(f"response for certReqId {wire_id}, which was never requested")
+
+    def _certificate(self, cert_req_id: int, response: Any) -> x509.Certificate:
+        pair = response["certifiedKeyPair"]
         if not _present(pair):
             raise BadDataFormat(f"accepted certReqId {cert_req_id} without a certificate")
         chosen = pair["certOrEncCert"]
         if chosen.name == "certificate":
-            return x509.load_der_x509_certificate(chosen.chosen.untag().dump())
-        key = self._keys.get(cert_req_id)
+            return _x509(chosen.chosen.untag())
         sealed = chosen.chosen
-        if key is None or sealed.name != "envelopedData":
-            raise BadDataFormat("encrypted certificate but no key to decrypt it")
-        return x509.load_der_x509_certificate(decrypt_certificate(sealed.chosen.untag(), key))
+        if sealed.name != "envelopedData":
+            raise BadDataFormat("encrypted certificate in EncryptedValue (deprecated) form")
+        key = self._requested[cert_req_id].decryption_key
+        if key is None:
+            raise BadDataFormat(f"encrypted certificate for certReqId {cert_req_id}, no key")
+        return _x509(Asn1Certificate.load(decrypt_certificate(sealed.chosen.untag(), key)))
 
-    def _cert_conf(self, received: dict[int, x509.Certificate]) -> PKIBody:
+    def _judge(
+        self, cert_req_id: int, certificate: x509.Certificate, message: PKIMessage
+    ) -> str | None:
+        """Why the client refuses a new certificate, or None to accept it."""
+        spki = self._requested[cert_req_id].spki
+        if spki is not None and _certificate_spki(certificate) != spki:
+            return "public key in the new certificate is not the requested one"
+        check = self.config.check_certificate
+        return None if check is None else check(cert_req_id, certificate, message)
+
+    def _cert_conf(self) -> PKIBody:
         statuses = []
-        for cert_req_id, certificate in received.items():
+        for cert_req_id, certificate in self._received.items():
+            reason = self.result.rejected.get(cert_req_id)
+            info = (
+                status_info("accepted")
+                if reason is None
+                else status_info("rejection", FailInfo.incorrectData, reason)
+            )
             der = certificate.public_bytes(Encoding.DER)
-            statuses.append(CertStatus({"certHash": cert_hash(der), "certReqId": cert_req_id}))
+            statuses.append(
+                CertStatus(
+                    {
+                        "certHash": cert_hash(der),
+                        "certReqId": self._wire_ids[cert_req_id],
+                        "statusInfo": info,
+                    }
+                )
+            )
         return PKIBody(name="certConf", value=statuses)
 
-    def _poll(self, cert_req_ids: list[int], check_after: int) -> PKIMessage:
-        self.phase = Phase.polling
-        self.check_after = check_after
-        self._pending_ids = cert_req_ids
-        self._expected = self._expected | {"pollRep"}
-        body = PKIBody(name="pollReq", value=[{"certReqId": i} for i in cert_req_ids])
-        return self._message(body)
+    # ---- other responses ---------------------------------------------------------------------
+
+    def _rev_rep(self, content: Any) -> PKIMessage | None:
+        self._end_polling()
+        statuses = list(content["status"])
+        if len(statuses) != self._entries:
+            raise BadDataFormat(f"rp with {len(statuses)} statuses for {self._entries} entries")
+        self.result.statuses = dict(enumerate(statuses))
+        if any(s["status"].native == "waiting" for s in statuses):
+            raise BadDataFormat("status waiting in an rp (delayed delivery uses an error)")
+        if all(s["status"].native == "rejection" for s in statuses):
+            return self._fail(statuses[0])
+        return self._done()
+
+    def _pkiconf(self) -> PKIMessage | None:
+        self._end_polling()
+        accepted = {
+            cert_req_id: certificate
+            for cert_req_id, certificate in self._received.items()
+            if cert_req_id not in self.result.rejected
+        }
+        self.result.certificates.update(accepted)
+        if self._reported and self.body_type != "error":
+            self.phase = Phase.failed
+            return None
+        if self._received and not accepted:
+            text = _rejection_text(self.result.rejected)
+            return self._fail(status_info("rejection", FailInfo.incorrectData, text))
+        return self._done()
+
+    def _collect_extra_certs(self, message: PKIMessage) -> None:
+        if not _present(message["extraCerts"]):
+            return
+        known = {c.public_bytes(Encoding.DER) for c in self.result.extra_certs}
+        for cert in message["extraCerts"]:
+            if cert.dump() not in known:
+                known.add(cert.dump())
+                self.result.extra_certs.append(_x509(cert))
 
     def _fail(self, info: PKIStatusInfo | None) -> PKIMessage | None:
-        """The server refused: nothing more to send."""
+        """The server refused (or the client refused everything): nothing more to send."""
         self.result.error = info
         self.phase = Phase.failed
         return None
@@ -384,15 +739,49 @@ def _expected_bodies(body_type: str) -> frozenset[str]:
     return frozenset({"rr": {"rp"}, "genm": {"genp"}}.get(body_type, {"pkiconf"}))
 
 
-def _template(spec: CertRequestSpec) -> CertTemplate:
-    value: dict[str, object] = {}
-    spki = spec.public_key
+def _error_body(fail_info: FailInfo, text: str, error_code: int | None) -> PKIBody:
+    body = error_body(status_info("rejection", fail_info, text), text)
+    if error_code is not None:
+        body.chosen["errorCode"] = error_code
+    return body
+
+
+def _spki(spec: CertRequestSpec) -> bytes | None:
     if spec.key is not None:
-        spki = spec.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return spec.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    if spec.public_key is not None:
+        return spec.public_key
+    if spec.decryption_key is not None:
+        public = spec.decryption_key.public_key()
+        return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return None
+
+
+def _decryption_key(spec: CertRequestSpec) -> RecipientPrivateKey | None:
+    if spec.decryption_key is not None:
+        return spec.decryption_key
+    key = spec.key
+    if isinstance(
+        key,
+        rsa.RSAPrivateKey
+        | ec.EllipticCurvePrivateKey
+        | x25519.X25519PrivateKey
+        | x448.X448PrivateKey,
+    ):
+        return key
+    return None
+
+
+def _is_rsa(spki: bytes) -> bool:
+    return bool(PublicKeyInfo.load(spki)["algorithm"]["algorithm"].dotted == "1.2.840.113549.1.1.1")
+
+
+def _template(spec: CertRequestSpec, spki: bytes | None, subject: x509.Name | None) -> CertTemplate:
+    value: dict[str, object] = {}
     if spki is not None:
         value["publicKey"] = PublicKeyInfo.load(spki)
-    if spec.subject is not None:
-        value["subject"] = Name.load(spec.subject.public_bytes())
+    if subject is not None:
+        value["subject"] = Name.load(subject.public_bytes())
     if spec.not_before or spec.not_after:
         validity: dict[str, object] = {}
         if spec.not_before:
@@ -406,31 +795,28 @@ def _template(spec: CertRequestSpec) -> CertTemplate:
 
 
 def _extensions_der(extensions: Sequence[x509.Extension[x509.ExtensionType]]) -> bytes:
-    items = [
-        Extension(
-            {
-                "extn_id": ext.oid.dotted_string,
-                "critical": ext.critical,
-                "extn_value": ext.value.public_bytes(),
-            }
+    # Each Extension is assembled from its parts: asn1crypto would re-parse extnValue by OID.
+    items = b"".join(
+        _der_sequence(
+            AsnObjectIdentifier(ext.oid.dotted_string).dump()
+            + (Boolean(True).dump() if ext.critical else b"")
+            + OctetString(ext.value.public_bytes()).dump()
         )
         for ext in extensions
-    ]
-    return bytes(Extensions(items).dump())
+    )
+    return _der_sequence(items)
 
 
-def _popo(spec: CertRequestSpec, cert_request: CertRequest) -> object:
-    if spec.popo == "raVerified":
-        return {"name": "raVerified", "value": Null()}
-    if spec.popo == "encrCert":
-        return {"name": "keyEncipherment", "value": {"name": "subsequentMessage", "value": 0}}
-    if spec.key is None:
-        raise BadRequest("signature POPO needs the private key")
-    return signature_popo(cert_request, spec.key)
+def _der_sequence(content: bytes) -> bytes:
+    length = len(content)
+    if length < 0x80:
+        return b"\x30" + bytes([length]) + content
+    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return b"\x30" + bytes([0x80 | len(size)]) + size + content
 
 
 def _old_cert_id(old: x509.Certificate) -> dict[str, object]:
-    issuer = GeneralName(name="directory_name", value=Name.load(old.issuer.public_bytes()))
+    issuer = directory_name(old.issuer)
     return {"type": "oldCertID", "value": {"issuer": issuer, "serialNumber": old.serial_number}}
 
 
@@ -442,17 +828,16 @@ def _rev_details(entry: RevocationSpec) -> dict[str, object]:
         }
     }
     if entry.reason is not None:
+        # id-ce-cRLReasons by OID: asn1crypto's x509.ExtensionId only names certificate ones.
+        reason = CRLReason(entry.reason).dump()
         details["crlEntryDetails"] = [
-            {"extn_id": "crl_reason", "critical": False, "extn_value": CRLReason(entry.reason)}
+            {"extn_id": CRL_REASON_OID, "critical": False, "extn_value": reason}
         ]
     return details
 
 
-def _is_rejection(message: PKIMessage) -> bool:
-    body = message["body"]
-    if body.name in ("ip", "cp", "kup"):
-        return all(r["status"]["status"].native == "rejection" for r in body.chosen["response"])
-    return False
+def _rejection_text(rejected: dict[int, str]) -> str:
+    return "; ".join(f"certReqId {i}: {reason}" for i, reason in sorted(rejected.items()))
 
 
 def _has_implicit_confirm(header: PKIHeader) -> bool:
@@ -460,9 +845,27 @@ def _has_implicit_confirm(header: PKIHeader) -> bool:
     return _present(infos) and any(i["infoType"].native == "implicitConfirm" for i in infos)
 
 
+def _same_name(a: GeneralName, b: GeneralName) -> bool:
+    if a.name != b.name:
+        return False
+    if a.name == "directory_name":
+        return bool(a.chosen == b.chosen)
+    return bool(a.dump() == b.dump())
+
+
 def _present(value: object) -> bool:
-    return getattr(value, "native", None) is not None
+    # Not `.native`: that would parse (and may fail on) certificates asn1crypto cannot type.
+    return not isinstance(value, Void)
 
 
-def _x509(certificate: object) -> x509.Certificate:
-    return x509.load_der_x509_certificate(certificate.dump())  # type: ignore[attr-defined]
+def _certificate_spki(certificate: x509.Certificate) -> bytes:
+    # The SPKI as encoded in the certificate (asn1crypto: no key typing, works for any algorithm).
+    parsed = Asn1Certificate.load(certificate.public_bytes(Encoding.DER))
+    return bytes(parsed["tbs_certificate"]["subject_public_key_info"].dump())
+
+
+def _x509(certificate: Any) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(certificate.dump())
+    except ValueError as exc:
+        raise DecodeError(f"unusable certificate: {exc}") from None

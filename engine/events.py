@@ -59,12 +59,17 @@ class ClientIdentity:
 
 @dataclass(frozen=True)
 class Inbound:
-    """A verified request the application must decide on; `message` is the request as received."""
+    """A verified request the application must decide on; `message` is the request as received.
+
+    Each is answered once: `respond` refuses an event whose transaction has moved on since (it was
+    answered already, expired, or another request with its transactionID was answered first).
+    """
 
     transaction_id: bytes
     message: PKIMessage
     client: ClientIdentity
     transaction: Transaction  # the record the engine moves along when responding
+    version: int = field(default=0, kw_only=True)  # `transaction.version` when received
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,10 @@ class CertificatesRequested(Inbound):
     """An ir, cr, kur or p10cr: issue, reject or defer each request."""
 
     body_type: str
-    requests: tuple[RequestedCertificate, ...]
+    requests: tuple[RequestedCertificate, ...]  # one decision each, in this order
     implicit_confirm_requested: bool
+    # requests the engine refused itself (e.g. badPOP); answered with rejection, no decision
+    refused: tuple[tuple[int, Reject], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,7 @@ class ErrorReported(Inbound):
     status_info: PKIStatusInfo
     error_code: int | None
     error_details: PKIFreeText | None
+    unconfirmed: tuple[Certificate, ...] = ()  # issued in this transaction, never confirmed
 
 
 @dataclass(frozen=True)

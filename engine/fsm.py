@@ -173,6 +173,13 @@ def route(state: State | None, body_name: str) -> Dispatch | Refuse:
     return ROUTES[(state, KIND_OF_BODY.get(body_name, MessageKind.other))]
 
 
+def permits(state: State, body_name: str, trigger: Trigger) -> bool:
+    """Whether answering a `body_name` message in `state` may fire `trigger`: one of the route's
+    triggers, or `fail` (a protocol error may end any dispatched request)."""
+    step = route(state, body_name)
+    return isinstance(step, Dispatch) and (trigger in step.triggers or trigger is Trigger.fail)
+
+
 def fire(record: HasState, trigger: Trigger) -> None:
     """Move `record` along `trigger`; an illegal move is a server bug surfaced as systemFailure."""
     try:

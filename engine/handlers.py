@@ -16,7 +16,7 @@ from asn1crypto.csr import CertificationRequest
 from asn1crypto.x509 import Name
 
 from .asn1 import CertReqMsg, InfoTypeAndValue, PKIFreeText, PKIMessage, PKIStatusInfo
-from .errors import BadRequest, CmpError, FailInfo, SystemFailure
+from .errors import BadRequest, FailInfo, SystemUnavail
 from .events import (
     Acknowledge,
     CertDecision,
@@ -34,13 +34,18 @@ from .events import (
     RevocationRequested,
     TransactionExpired,
 )
-from .server import Answered, ProtocolContext, ServerConfig, ServerEngine
+from .serve import serve
+from .server import ProtocolContext, ServerConfig, ServerEngine
 
 CertRequestHandler = Callable[
     ["CmpServer", PKIMessage, int, CertReqMsg | None, CertificationRequest | None],
     CertDecision | Defer,
 ]
-"""(server, request, certReqId, crm, p10cr) -> Issue | Reject | Defer, per certificate request."""
+"""(server, request, certReqId, crm, p10cr) -> Issue | Reject | Defer, per certificate request.
+
+Any Defer defers the whole message. As in OpenSSL, when the pollReq handler says "ready" the
+deferred request is handed to this handler again: it must then give its final answer (and issue
+nothing twice for the same transactionID and certReqId)."""
 
 RrHandler = Callable[["CmpServer", PKIMessage, Name | None, int | None], RevDecision | Defer]
 """(server, request, issuer, serialNumber) -> Revoked | Reject | Defer, per RevDetails."""
@@ -65,7 +70,8 @@ PollReqHandler = Callable[["CmpServer", PKIMessage, int], tuple[bool, int]]
 """(server, pollReq, certReqId) -> (ready, checkAfter); ready: decide the deferred request now."""
 
 CleanHandler = Callable[["CmpServer", bytes], None]
-"""(server, transactionID): the transaction ended (closed or expired); drop what you kept for it."""
+"""(server, transactionID): the transaction ended (answered, refused with an error, or expired);
+drop what you kept for it, e.g. revoke certificates issued in it that were never confirmed."""
 
 ExpiredHandler = Callable[["CmpServer", TransactionExpired], None]
 """(server, event): a transaction timed out, e.g. revoke `event.unconfirmed` certificates."""
@@ -93,6 +99,7 @@ class CmpServer:
         self.engine = ServerEngine(config)
         self.handlers = Handlers()
         self.custom_ctx: Any = None
+        self.closed = False
 
     def init(self, custom_ctx: Any = None, handlers: Handlers | None = None) -> None:
         """OSSL_CMP_SRV_CTX_init: set the application's context and its callbacks."""
@@ -100,7 +107,9 @@ class CmpServer:
         self.handlers = handlers or Handlers()
 
     def close(self) -> None:
-        """OSSL_CMP_SRV_CTX_free: end every open transaction; the server is unusable afterwards."""
+        """OSSL_CMP_SRV_CTX_free: end every open transaction (running the expiry and clean hooks);
+        afterwards every request is answered with systemUnavail."""
+        self.closed = True
         for ended in self.engine.expire(everything=True):
             self._expired(ended)
 
@@ -138,18 +147,17 @@ class CmpServer:
     # ---- processing --------------------------------------------------------------------------
 
     def process_request(self, request: bytes | PKIMessage) -> PKIMessage:
-        """OSSL_CMP_SRV_process_request: generic checks, the callbacks, the response."""
-        inbound = self.engine.receive(request)
-        if isinstance(inbound, Answered):
-            return inbound.response
-        try:
-            response = self.engine.respond(inbound, self._decide(inbound))
-        except CmpError as error:
-            response = self.engine.refuse(inbound, error)
-        except Exception:  # a failing callback must not take the server down: systemFailure
-            response = self.engine.refuse(inbound, SystemFailure("internal error in the server"))
-        if self.engine.transaction_closed and self.handlers.clean_transaction is not None:
-            self.handlers.clean_transaction(self, inbound.transaction_id)
+        """OSSL_CMP_SRV_process_request: generic checks, the callbacks, the response.
+
+        Whenever the response ends its transaction (normally or with an error) the clean hook
+        runs with its transactionID; a refusal that leaves a live transaction alone does not.
+        """
+        if self.closed:
+            return self.engine.error_response(request, SystemUnavail("the server is shut down"))
+        response = serve(self.engine, request, self._decide)
+        context = self.engine.context
+        if context.closed and context.transaction_id and self.handlers.clean_transaction:
+            self.handlers.clean_transaction(self, context.transaction_id)
         return response
 
     def expire(self) -> list[TransactionExpired]:

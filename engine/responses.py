@@ -17,9 +17,9 @@ from cryptography.x509 import Certificate
 
 from .asn1 import (
     CertOrEncCert,
-    EncryptedKey,
     CertRepMessage,
     CertResponse,
+    EncryptedKey,
     ErrorMsgContent,
     InfoTypeAndValue,
     PKIBody,

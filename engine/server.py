@@ -8,12 +8,13 @@ failure becomes a CMP error message carrying whatever of the request's header co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from asn1crypto.core import Sequence as AsnSequence
+from asn1crypto.crl import CRLReason
 from asn1crypto.csr import CertificationRequest
 from asn1crypto.x509 import GeneralName
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -33,10 +34,13 @@ from .checks import HeaderPolicy, check_header, check_recip_nonce, check_version
 from .envelope import encrypt_certificate
 from .errors import (
     BadCertId,
+    BadDataFormat,
     BadMessageCheck,
     BadRequest,
     CmpError,
     NotAuthorized,
+    SystemFailure,
+    TransactionIdInUse,
 )
 from .events import (
     Acknowledge,
@@ -60,7 +64,7 @@ from .events import (
     Revoked,
     TransactionExpired,
 )
-from .fsm import Dispatch, Refuse, State, Trigger, fire, route
+from .fsm import IllegalTransition, Refuse, State, Trigger, fire, permits, route
 from .popo import PopoResult, verify_p10cr, verify_popo
 from .responses import (
     RESPONSE_TO,
@@ -136,10 +140,17 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Answered:
-    """The engine answered on its own (an error, or a message needing no decision)."""
+    """The engine answered on its own: an error message, nothing for the application to decide.
+
+    `closed` is False only when a live transaction with this transactionID goes on untouched (a
+    replay, a reused or foreign transactionID); `unconfirmed` are the certificates of a transaction
+    this error ended before they were confirmed (the application may want to revoke them).
+    """
 
     response: PKIMessage
     closed: bool
+    transaction_id: bytes | None = None
+    unconfirmed: tuple[Certificate, ...] = ()
 
 
 @dataclass
@@ -150,7 +161,9 @@ class ProtocolContext:
     state: str | None = None
     last_request: PKIMessage | None = None
     last_response: PKIMessage | None = None
-    closed: bool = True  # OpenSSL: OSSL_CMP_CTX_get_status(...) == -1
+    # OpenSSL: OSSL_CMP_CTX_get_status(...) == -1. True unless a live transaction goes on under
+    # the last response's transactionID (a refused replay or reused ID leaves it live: False).
+    closed: bool = True
 
 
 class ServerEngine:
@@ -166,29 +179,45 @@ class ServerEngine:
     def receive(self, request: bytes | PKIMessage) -> Inbound | Answered:
         """Check a request and report it as an event to decide on, or answer it right away."""
         now = self.config.clock.now()
+        self.context.last_request = None
         message: PKIMessage | None = None
         try:
             message = request if isinstance(request, PKIMessage) else PKIMessage.load(request)
             self.context.last_request = message
             return self._receive(message, now)
         except CmpError as error:
-            if message is None and isinstance(request, bytes | bytearray):
-                header = recover_header(bytes(request))
-            else:
-                header = message["header"] if message is not None else None
-            return self._answer_error(header, error, None, now)
+            return self._answer_error(_header_of(request, message), error, None, now)
+        except Exception:  # an engine bug: the client still gets a well-formed answer
+            failure = SystemFailure("internal error while checking the request")
+            return self._answer_error(_header_of(request, message), failure, None, now)
+
+    def error_response(self, request: bytes | PKIMessage, error: CmpError) -> PKIMessage:
+        """An error message answering `request` without looking into it (e.g. when shutting down),
+        with whatever of its header can be recovered; no transaction is touched."""
+        now = self.config.clock.now()
+        message = request if isinstance(request, PKIMessage) else None
+        return self._answer_error(_header_of(request, message), error, None, now).response
 
     def _receive(self, message: PKIMessage, now: datetime) -> Inbound | Answered:
         header = message["header"]
-        check_version(header)
-        check_header(header, self.options.header, now)
-        client = self._authenticate(message, now)
+        # Protection first: an error about the header is then protected for a verified client.
+        client, refusal = self._authenticate(message, now)
         try:
-            return self._receive_from(client, message, now)
+            check_version(header)
+            check_header(header, self.options.header, now)
+            if refusal is not None:
+                raise refusal
         except CmpError as error:
             return self._answer_error(header, error, client, now)
+        assert client is not None
+        try:
+            return self._receive_from(client, message, now)
+        except CmpError as error:  # refused before touching any transaction
+            return self._answer_error(header, error, client, now)
 
-    def _receive_from(self, client: ClientIdentity, message: PKIMessage, now: datetime) -> Inbound:
+    def _receive_from(
+        self, client: ClientIdentity, message: PKIMessage, now: datetime
+    ) -> Inbound | Answered:
         header = message["header"]
         tid: bytes = header["transactionID"].native
         transaction = self.config.transactions.load(tid)
@@ -198,10 +227,8 @@ class ServerEngine:
         remember_nonce(header, self.config.nonces, self.options.header, now)
         body_name = message["body"].name
         step = route(State(transaction.state) if transaction else None, body_name)
-        if isinstance(step, Refuse):
-            if transaction is not None and step.closes:
-                self._close(transaction, Trigger.fail)
-            raise step.error(step.text)
+        if isinstance(step, Refuse) and (transaction is None or not step.closes):
+            raise step.error(step.text)  # no transaction, or a live one that goes on untouched
         if transaction is None:
             transaction = Transaction(
                 transaction_id=tid,
@@ -210,63 +237,94 @@ class ServerEngine:
                 pvno=header["pvno"].native,
                 expires_at=now + self.options.transaction_timeout,
             )
-        else:
-            check_recip_nonce(header, transaction.last_sender_nonce)
-        self._bind(transaction, message)
+        self._bind(transaction)
         try:
-            return self._event(message, client, transaction, step)
-        except CmpError:
+            if isinstance(step, Refuse):
+                raise step.error(step.text)
             if transaction.state != State.idle:
-                self._close(transaction, Trigger.fail)
-            raise
+                _check_follow_up(header, body_name, transaction)
+            event = self._event(message, client, transaction)
+            if isinstance(event, CertificatesRequested) and not event.requests:
+                # every request refused by the engine: nothing left for the application
+                response = self.respond(event, [])
+                return Answered(response, self.context.closed, tid)
+            return event
+        except CmpError as error:  # a protocol error inside the transaction ends it
+            unconfirmed = self._close(transaction, Trigger.fail)
+            return self._answer_error(header, error, client, now, unconfirmed)
 
-    def _authenticate(self, message: PKIMessage, now: datetime) -> ClientIdentity:
+    def _authenticate(
+        self, message: PKIMessage, now: datetime
+    ) -> tuple[ClientIdentity | None, CmpError | None]:
+        """The verified client, or why the request is refused (raised after the header checks)."""
         try:
             client = self.config.authenticator.authenticate(message, now)
-        except CmpError:
+        except CmpError as error:
             if not self.options.accept_unprotected:
-                raise
+                return None, error
             client = _unprotected_client(message)
         if client.protection == "none" and not self.options.accept_unprotected:
-            raise BadMessageCheck("request is not protected")
-        return client
+            return None, BadMessageCheck("request is not protected")
+        return client, None
 
     def _event(
-        self, message: PKIMessage, client: ClientIdentity, transaction: Transaction, step: Dispatch
+        self, message: PKIMessage, client: ClientIdentity, transaction: Transaction
     ) -> Inbound:
         body = message["body"]
         name = body.name
         tid = transaction.transaction_id
+        version = transaction.version
+        if name in ("ir", "cr", "kur", "rr", "pollReq") and len(body.chosen) == 0:
+            raise BadRequest(f"{name} without any entry")  # SIZE (1..MAX)
         if name == "pollReq":
             return self._poll_event(message, client, transaction)
         if name == "certConf":
             return self._confirm_event(message, client, transaction)
         if name in RESPONSE_TO:
-            requests = self._cert_requests(message, client)
+            requests, refused = self._cert_requests(message, client)
             wants_implicit = _has_info(message["header"], "implicitConfirm")
             return CertificatesRequested(
-                tid, message, client, transaction, name, requests, wants_implicit
+                tid,
+                message,
+                client,
+                transaction,
+                name,
+                requests,
+                wants_implicit,
+                refused,
+                version=version,
             )
         if name == "rr":
             entries = tuple(details["certDetails"] for details in body.chosen)
             reasons = tuple(_crl_reason(details) for details in body.chosen)
-            return RevocationRequested(tid, message, client, transaction, entries, reasons)
+            return RevocationRequested(
+                tid, message, client, transaction, entries, reasons, version=version
+            )
         if name == "genm":
-            return GeneralMessageReceived(tid, message, client, transaction, tuple(body.chosen))
+            items = tuple(body.chosen)
+            return GeneralMessageReceived(tid, message, client, transaction, items, version=version)
         error = body.chosen
         code = error["errorCode"].native
         details = error["errorDetails"] if error["errorDetails"].native is not None else None
+        info = error["pKIStatusInfo"]
+        unconfirmed = _certificates(transaction.issued.values())
         return ErrorReported(
-            tid, message, client, transaction, error["pKIStatusInfo"], code, details
+            tid, message, client, transaction, info, code, details, unconfirmed, version=version
         )
 
     def _cert_requests(
         self, message: PKIMessage, client: ClientIdentity
-    ) -> tuple[RequestedCertificate, ...]:
+    ) -> tuple[tuple[RequestedCertificate, ...], tuple[tuple[int, Reject], ...]]:
+        """The requests to decide on, and those refused for their POPO (rejected with its
+        failInfo in the response, as OpenSSL does, rather than failing the whole message)."""
         body = message["body"]
+        refused: list[tuple[int, Reject]] = []
         if body.name == "p10cr":
-            csr: CertificationRequest = body.chosen
-            return (RequestedCertificate(-1, None, None, csr, verify_p10cr(csr)),)
+            csr: CertificationRequest = body.chosen.untag()  # without p10cr's [4] tag
+            try:
+                return (RequestedCertificate(-1, None, None, csr, verify_p10cr(csr)),), ()
+            except CmpError as error:
+                return (), ((-1, Reject(error.fail_info, error.text)),)
         seen: set[int] = set()
         requests = []
         for cert_req_msg in body.chosen:
@@ -274,10 +332,14 @@ class ServerEngine:
             if cert_req_id < 0 or cert_req_id in seen:
                 raise BadRequest(f"certReqId {cert_req_id} negative or repeated")
             seen.add(cert_req_id)
-            popo = self._popo(cert_req_msg, message, client)
+            try:
+                popo = self._popo(cert_req_msg, message, client)
+            except CmpError as error:
+                refused.append((cert_req_id, Reject(error.fail_info, error.text)))
+                continue
             template = cert_req_msg["certReq"]["certTemplate"]
             requests.append(RequestedCertificate(cert_req_id, template, cert_req_msg, None, popo))
-        return tuple(requests)
+        return tuple(requests), tuple(refused)
 
     def _popo(
         self, cert_req_msg: CertReqMsg, message: PKIMessage, client: ClientIdentity
@@ -324,36 +386,79 @@ class ServerEngine:
             transaction,
             tuple(confirmations),
             unconfirmed,
+            version=transaction.version,
         )
 
     def _poll_event(
         self, message: PKIMessage, client: ClientIdentity, transaction: Transaction
     ) -> PollReceived:
+        if not transaction.pending_request:
+            raise SystemFailure("polling transaction without a deferred request")
         original_message = PKIMessage.load(transaction.pending_request)
-        original = self._event(original_message, client, transaction, Dispatch(frozenset()))
+        original = self._event(original_message, client, transaction)
         if isinstance(original, CertificatesRequested):
             pending = {r.cert_req_id for r in original.requests}
             for poll in message["body"].chosen:
                 if poll["certReqId"].native not in pending:
                     raise BadCertId(f"pollReq for unknown certReqId {poll['certReqId'].native}")
-        return PollReceived(transaction.transaction_id, message, client, transaction, original)
+        return PollReceived(
+            transaction.transaction_id,
+            message,
+            client,
+            transaction,
+            original,
+            version=transaction.version,
+        )
 
     # ---- responding --------------------------------------------------------------------------
 
     def respond(self, inbound: Inbound, decision: Decision) -> PKIMessage:
-        """The protected response to `inbound` under `decision`; the transaction moves on."""
+        """The protected response to `inbound` under `decision`; the transaction moves on.
+
+        An event is answered once: a second `respond` (or one after the transaction expired or
+        another request for it was answered) gets an error and changes nothing.
+        """
         now = self.config.clock.now()
         transaction = inbound.transaction
         try:
+            self._check_current(inbound)
+        except CmpError as error:
+            header = inbound.message["header"]
+            return self._answer_error(header, error, inbound.client, now).response
+        try:
             body, trigger, issued, extra = self._decide(inbound, decision, transaction)
+            body_name = inbound.message["body"].name
+            if not permits(State(transaction.state), body_name, trigger):
+                raise IllegalTransition(
+                    f"{trigger} does not answer {body_name} in {transaction.state}"
+                )
+            implicit = trigger is Trigger.grant_implicit
+            return self._finish(inbound, transaction, body, trigger, issued, extra, implicit, now)
         except CmpError as error:
             return self.refuse(inbound, error)
-        implicit = trigger is Trigger.grant_implicit
-        return self._finish(inbound, transaction, body, trigger, issued, extra, implicit, now)
+
+    def _check_current(self, inbound: Inbound) -> None:
+        """Refuse to answer an event twice, or for a transaction that moved on since it came."""
+        record = inbound.transaction
+        if record.version != inbound.version or record.closed:
+            raise SystemFailure("this request has been answered already")
+        stored = self.config.transactions.load(record.transaction_id)
+        if record.state == State.idle:
+            if stored is not None:
+                raise TransactionIdInUse("a transaction with this ID was started meanwhile")
+        elif stored is None or stored.version != record.version:
+            raise BadRequest("the transaction ended or moved on while the request was decided")
 
     def _decide(
         self, inbound: Inbound, decision: Decision, transaction: Transaction
     ) -> tuple[PKIBody, Trigger, dict[int, bytes], list[Certificate]]:
+        """The response body, the FSM trigger, the certificates issued and the extraCerts.
+
+        A decision that does not fit the request is the application's bug, not the client's:
+        it is answered with systemFailure."""
+        if isinstance(inbound, ErrorReported):  # whatever the decision: acknowledged, it ends
+            trigger = Trigger.answer if transaction.state == State.idle else Trigger.abort
+            return pkiconf_body(), trigger, {}, []
         if isinstance(inbound, PollReceived):
             if isinstance(decision, Defer):
                 ids = _poll_ids(inbound.message)
@@ -384,10 +489,7 @@ class ServerEngine:
                 )
                 return pkiconf_body(), trigger, {}, []
             return self._refusal(decision), Trigger.fail, {}, []
-        if isinstance(inbound, ErrorReported):
-            trigger = Trigger.answer if transaction.state == State.idle else Trigger.abort
-            return pkiconf_body(), trigger, {}, []
-        raise BadRequest(f"no decision possible for {type(inbound).__name__}")
+        raise SystemFailure(f"no decision possible for {type(inbound).__name__}")
 
     def _cert_decision(
         self, inbound: CertificatesRequested, decision: Decision
@@ -399,7 +501,7 @@ class ServerEngine:
         elif isinstance(decision, Sequence) and len(decision) == len(requests):
             verdicts = decision
         else:
-            raise BadRequest("a certificate request needs one Issue or Reject per CertReqMsg")
+            raise SystemFailure("a certificate request needs one Issue or Reject per CertReqMsg")
         responses: list[CertResponse] = []
         issued: dict[int, bytes] = {}
         extra: list[Certificate] = []
@@ -427,7 +529,11 @@ class ServerEngine:
                 info = status_info("rejection", verdict.fail_info, verdict.text)
                 responses.append(cert_response(request.cert_req_id, info))
             else:
-                raise BadRequest(f"{type(verdict).__name__} is no answer to a certificate request")
+                raise SystemFailure(
+                    f"{type(verdict).__name__} is no answer to a certificate request"
+                )
+        responses.extend(_refusals(inbound))
+        responses.sort(key=_order_of(inbound.message))
         body = cert_rep_body(RESPONSE_TO[inbound.body_type], responses, ca_pubs)
         if not issued:
             return body, Trigger.answer, {}, extra
@@ -441,7 +547,7 @@ class ServerEngine:
         elif isinstance(decision, Sequence) and len(decision) == len(inbound.entries):
             verdicts = decision
         else:
-            raise BadRequest("an rr needs one Revoked or Reject per RevDetails")
+            raise SystemFailure("an rr needs one Revoked or Reject per RevDetails")
         statuses = []
         for verdict in verdicts:
             if isinstance(verdict, Revoked):
@@ -449,12 +555,12 @@ class ServerEngine:
             elif isinstance(verdict, Reject):
                 statuses.append(status_info("rejection", verdict.fail_info, verdict.text))
             else:
-                raise BadRequest(f"{type(verdict).__name__} is no answer to an rr")
+                raise SystemFailure(f"{type(verdict).__name__} is no answer to an rr")
         return rev_rep_body(statuses)
 
     def _refusal(self, decision: Decision) -> PKIBody:
         if not isinstance(decision, Reject):
-            raise BadRequest(f"{type(decision).__name__} does not answer this request")
+            raise SystemFailure(f"{type(decision).__name__} does not answer this request")
         return error_body(
             status_info("rejection", decision.fail_info, decision.text), decision.text
         )
@@ -465,6 +571,8 @@ class ServerEngine:
             waiting = [
                 cert_response(r.cert_req_id, status_info("waiting")) for r in inbound.requests
             ]
+            waiting.extend(_refusals(inbound))
+            waiting.sort(key=_order_of(inbound.message))
             return cert_rep_body(RESPONSE_TO[inbound.body_type], waiting)
         return error_body(status_info("waiting"))
 
@@ -490,15 +598,24 @@ class ServerEngine:
         message = PKIMessage({"header": header, "body": body})
         if extra:
             message["extraCerts"] = [asn1_certificate(c) for c in extra]
-        protected = self.config.authenticator.protect(message, inbound.client)
+        if self.options.send_unprotected_errors and _is_negative(body):
+            response = message
+        else:
+            response = self.config.authenticator.protect(message, inbound.client)
         fire(transaction, trigger)
         transaction.issued.update(issued)
         transaction.last_sender_nonce = nonce
+        transaction.implicit_confirm = implicit
+        transaction.expires_at = now + self.options.transaction_timeout  # idle time counts
         if trigger is not Trigger.defer:
             transaction.pending_request = b""
         self._settle(transaction)
-        self.context.last_response = protected
-        return protected
+        self.context.transaction_id = transaction.transaction_id
+        self.context.state = transaction.state
+        self.context.closed = transaction.closed
+        self.context.last_request = inbound.message
+        self.context.last_response = response
+        return response
 
     # ---- errors, closing, expiry -------------------------------------------------------------
 
@@ -508,52 +625,72 @@ class ServerEngine:
         error: CmpError,
         client: ClientIdentity | None,
         now: datetime,
+        unconfirmed: tuple[Certificate, ...] = (),
     ) -> Answered:
-        info = status_info("rejection", error.fail_info, error.text)
-        body = error_body(info, error.text)
-        request_header = header if header is not None else _empty_header()
-        response = PKIMessage(
-            {
-                "header": response_header(
-                    request_header,
-                    sender=self.config.name,
-                    sender_nonce=self.config.random(16),
-                    now=now,
-                ),
-                "body": body,
-            }
-        )
+        """The error message for `error`, answering `header` as far as it can be read."""
+        body = error_body(status_info("rejection", error.fail_info, error.text), error.text)
+        nonce = self.config.random(16)
+        try:
+            response_head = response_header(
+                header if header is not None else _empty_header(),
+                sender=self.config.name,
+                sender_nonce=nonce,
+                now=now,
+            )
+        except Exception:  # a salvaged header that does not bear reading after all
+            response_head = response_header(
+                _empty_header(), sender=self.config.name, sender_nonce=nonce, now=now
+            )
+        response = PKIMessage({"header": response_head, "body": body})
         if not self.options.send_unprotected_errors:
-            response = self.config.authenticator.protect(response, client)
+            response = self._protect_error(response, client)
+        tid: bytes | None = response_head["transactionID"].native
+        live = self.config.transactions.load(tid) if tid else None
+        self.context.transaction_id = tid
+        self.context.state = live.state if live is not None else State.closed
+        self.context.closed = live is None
         self.context.last_response = response
-        self.context.closed = True
-        return Answered(response, closed=True)
+        return Answered(response, live is None, tid, unconfirmed)
 
-    def _bind(self, transaction: Transaction, message: PKIMessage) -> None:
+    def _protect_error(self, response: PKIMessage, client: ClientIdentity | None) -> PKIMessage:
+        try:
+            return self.config.authenticator.protect(response, client)
+        except Exception:  # an error that cannot be protected still goes out, unprotected
+            return response
+
+    def _bind(self, transaction: Transaction) -> None:
         self.context.transaction_id = transaction.transaction_id
         self.context.state = transaction.state
         self.context.closed = False
 
     def _settle(self, transaction: Transaction) -> None:
         """Persist a live transaction, forget a closed one."""
-        self.context.state = transaction.state
-        self.context.closed = transaction.closed
+        transaction.version += 1
         if transaction.closed:
             self.config.transactions.delete(transaction.transaction_id)
         else:
             self.config.transactions.save(transaction)
 
-    def _close(self, transaction: Transaction, trigger: Trigger) -> None:
+    def _close(self, transaction: Transaction, trigger: Trigger) -> tuple[Certificate, ...]:
+        """End `transaction`; the certificates it issued that were never confirmed."""
+        unconfirmed = _certificates(transaction.issued.values())
         fire(transaction, trigger)
         self._settle(transaction)
+        return unconfirmed
 
     def refuse(self, inbound: Inbound, error: CmpError) -> PKIMessage:
-        """Answer `inbound` with an error message instead of a decision; the transaction ends."""
+        """Answer `inbound` with an error message instead of a decision; the transaction ends
+        (unless it moved on since `inbound` came: then nothing is touched)."""
         now = self.config.clock.now()
-        answered = self._answer_error(inbound.message["header"], error, inbound.client, now)
-        if inbound.transaction.state != State.idle:
-            self._close(inbound.transaction, Trigger.fail)
-        return answered.response
+        unconfirmed: tuple[Certificate, ...] = ()
+        try:
+            self._check_current(inbound)
+        except CmpError:
+            pass  # stale: what the store holds now is not this event's to end
+        else:
+            unconfirmed = self._close(inbound.transaction, Trigger.fail)
+        header = inbound.message["header"]
+        return self._answer_error(header, error, inbound.client, now, unconfirmed).response
 
     def expire(self, *, everything: bool = False) -> list[TransactionExpired]:
         """End every transaction past its deadline (or all: `everything`, when shutting down);
@@ -562,11 +699,8 @@ class ServerEngine:
         deadline = datetime.max.replace(tzinfo=now.tzinfo) if everything else now
         ended = []
         for transaction in list(self.config.transactions.expired(deadline)):
-            unconfirmed = tuple(
-                load_der_x509_certificate(der) for der in transaction.issued.values()
-            )
             state = transaction.state
-            self._close(transaction, Trigger.expire)
+            unconfirmed = self._close(transaction, Trigger.expire)
             ended.append(
                 TransactionExpired(
                     transaction.transaction_id, transaction.request_type, state, unconfirmed
@@ -576,11 +710,66 @@ class ServerEngine:
 
     @property
     def transaction_closed(self) -> bool:
-        """Whether the last response closed its transaction (OpenSSL: status -1)."""
+        """Whether the last response ended its transaction, or refused a message without opening
+        one (OpenSSL: status -1); False while a live transaction goes on under its ID."""
         return self.context.closed
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+
+
+def _header_of(request: bytes | PKIMessage, message: PKIMessage | None) -> PKIHeader | None:
+    """The request's header: parsed, or salvaged from bytes that do not decode as a whole."""
+    if message is not None:
+        header: PKIHeader = message["header"]
+        return header
+    if isinstance(request, bytes | bytearray | memoryview):
+        try:
+            return recover_header(bytes(request))
+        except Exception:  # salvage only: whatever a broken header raises, there is none
+            return None
+    return None
+
+
+def _refusals(inbound: CertificatesRequested) -> list[CertResponse]:
+    return [
+        cert_response(rid, status_info("rejection", reject.fail_info, reject.text))
+        for rid, reject in inbound.refused
+    ]
+
+
+def _order_of(message: PKIMessage) -> Callable[[CertResponse], int]:
+    """Sort key putting CertResponses in the order of the request's CertReqMsgs."""
+    body = message["body"]
+    ids = [] if body.name == "p10cr" else [m["certReq"]["certReqId"].native for m in body.chosen]
+    position = {rid: index for index, rid in enumerate(ids)}
+    return lambda response: position.get(response["certReqId"].native, -1)
+
+
+def _check_follow_up(header: PKIHeader, body_name: str, transaction: Transaction) -> None:
+    """A message continuing a transaction echoes our last senderNonce; a client reporting an
+    error may not have it (it could not read our answer), so there it may be absent."""
+    if body_name == "error" and header["recipNonce"].native is None:
+        return
+    check_recip_nonce(header, transaction.last_sender_nonce)
+
+
+def _certificates(ders: Iterable[bytes]) -> tuple[Certificate, ...]:
+    return tuple(load_der_x509_certificate(der) for der in ders)
+
+
+def _is_negative(body: PKIBody) -> bool:
+    """An error (not `waiting`), or a response rejecting everything (OpenSSL's negative answers
+    that `send_unprotected_errors` leaves unprotected)."""
+    if body.name == "error":
+        return bool(body.chosen["pKIStatusInfo"]["status"].native != "waiting")
+    if body.name in ("ip", "cp", "kup"):
+        statuses = [r["status"]["status"].native for r in body.chosen["response"]]
+    elif body.name == "rp":
+        statuses = [info["status"].native for info in body.chosen["status"]]
+    else:
+        return False
+    return bool(statuses) and all(status == "rejection" for status in statuses)
 
 
 def _empty_header() -> PKIHeader:
@@ -599,14 +788,17 @@ def _has_info(header: PKIHeader, info_type: str) -> bool:
 
 
 def _crl_reason(details: AsnSequence) -> int | None:
+    """The CRLReason code of a RevDetails' crlEntryDetails, if it has one."""
     extensions = details["crlEntryDetails"]
     if extensions.native is None:
         return None
     for extension in extensions:
-        if extension["extn_id"].native == "crl_reason":
-            reason = extension["extn_value"].parsed
-            code: int = next(c for c, name in reason._map.items() if name == reason.native)
-            return code
+        if extension["extn_id"].dotted == "2.5.29.21":  # id-ce-cRLReasons
+            try:
+                reason = CRLReason.load(extension["extn_value"].contents, strict=True)
+                return int.from_bytes(reason.contents, "big", signed=True)
+            except (ValueError, TypeError):
+                raise BadDataFormat("malformed CRLReason in crlEntryDetails") from None
     return None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -15,7 +16,11 @@ from .transaction import Transaction
 
 
 class TransactionStore(Protocol):
-    """Open transactions by transactionID (the record names the client bound to it)."""
+    """Open transactions by transactionID (the record names the client bound to it).
+
+    Every field of the record is persisted, `version` included: the engine compares it to refuse
+    a decision made on a transaction that moved on meanwhile (answered, expired).
+    """
 
     def load(self, transaction_id: bytes) -> Transaction | None:
         """The live transaction with this ID, or None."""
@@ -43,22 +48,30 @@ class NonceStore(Protocol):
 
 
 class InMemoryTransactionStore:
-    """A dict of records; the reference implementation of `TransactionStore`."""
+    """A dict of records; the reference implementation of `TransactionStore`.
+
+    Like a durable store it hands out copies: a record changes in the store only when saved.
+    """
 
     def __init__(self) -> None:
         self._records: dict[bytes, Transaction] = {}
 
     def load(self, transaction_id: bytes) -> Transaction | None:
-        return self._records.get(transaction_id)
+        record = self._records.get(transaction_id)
+        return _copy(record) if record is not None else None
 
     def save(self, transaction: Transaction) -> None:
-        self._records[transaction.transaction_id] = transaction
+        self._records[transaction.transaction_id] = _copy(transaction)
 
     def delete(self, transaction_id: bytes) -> None:
         self._records.pop(transaction_id, None)
 
     def expired(self, now: datetime) -> Iterator[Transaction]:
-        return iter([t for t in self._records.values() if t.expires_at <= now])
+        return iter([_copy(t) for t in self._records.values() if t.expires_at <= now])
+
+    def __iter__(self) -> Iterator[Transaction]:
+        """Copies of every live record (for inspection and tests)."""
+        return iter([_copy(t) for t in self._records.values()])
 
     def __len__(self) -> int:
         return len(self._records)
@@ -84,3 +97,7 @@ class InMemoryNonceStore:
 
     def __len__(self) -> int:
         return len(self._until)
+
+
+def _copy(record: Transaction) -> Transaction:
+    return replace(record, issued=dict(record.issued))

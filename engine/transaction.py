@@ -26,6 +26,7 @@ class Transaction:
     issued: dict[int, bytes] = field(default_factory=dict)  # certReqId -> certificate DER
     pending_request: bytes = b""  # DER of the deferred request, while polling
     implicit_confirm: bool = False
+    version: int = 0  # how many responses moved it; a decision on an older version is stale
 
     @property
     def closed(self) -> bool:

@@ -1,6 +1,8 @@
-"""In-process transfer: a client engine talks to a server with no network (OSSL_CMP_CTX_server_perform).
+"""In-process transfer (OSSL_CMP_CTX_server_perform): a client talks to a server with no network.
 
 Messages cross as DER, exactly as over HTTP, so the server verifies received bytes, not objects.
+`run` drives a client transaction over any transfer function (in-process, or one a transport
+provides); it never sleeps itself: polling waits go through the optional `wait` callback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from .client import ClientResult, ClientTransaction
 from .handlers import CmpServer
 
 Transfer = Callable[[PKIMessage], PKIMessage]
+Wait = Callable[[int], None]
 
 
 def server_perform(server: CmpServer) -> Transfer:
@@ -23,12 +26,25 @@ def server_perform(server: CmpServer) -> Transfer:
     return perform
 
 
-def run(transaction: ClientTransaction, transfer: Transfer, max_messages: int = 100) -> ClientResult:
-    """Drive `transaction` to its end over `transfer` (polling without waiting: the caller's
-    transfer may sleep `transaction.check_after` if it wants to)."""
+def run(
+    transaction: ClientTransaction,
+    transfer: Transfer,
+    max_messages: int = 100,
+    wait: Wait | None = None,
+) -> ClientResult:
+    """Drive `transaction` to its end over `transfer` and return its result.
+
+    Before each pollReq, `wait(transaction.check_after)` is called if given (e.g. `time.sleep`);
+    without it polls follow each other at once. A response failing validation raises its
+    `CmpError`; more than `max_messages` requests raise `RuntimeError`.
+    """
     message: PKIMessage | None = transaction.request
     for _ in range(max_messages):
         if message is None:
             return transaction.result
+        if wait is not None and message["body"].name == "pollReq":
+            wait(transaction.check_after)
         message = transaction.receive(transfer(message))
+    if message is None:
+        return transaction.result
     raise RuntimeError(f"transaction did not end within {max_messages} messages")

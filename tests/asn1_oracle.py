@@ -1,8 +1,8 @@
 """Decode the same bytes with pyasn1-alt-modules (rfc9810) and with our asn1crypto definitions.
 
-Both are reduced to one neutral tree: named fields, list items and CHOICE names as structure, and the
-DER bytes of every leaf. X.509/CMS types that both sides import from elsewhere (certificates, names,
-algorithm identifiers, ...) count as leaves, as do open-type values (infoValue, control values).
+Both are reduced to one neutral tree: named fields, list items and CHOICE names as structure, and
+the DER bytes of every leaf. X.509/CMS types that both sides import from elsewhere (certificates,
+names, algorithm identifiers, ...) count as leaves, as do open-type values (infoValue, values).
 """
 
 from __future__ import annotations

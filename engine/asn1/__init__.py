@@ -49,7 +49,6 @@ from .cmp import (
     KeyRecRepContent,
     NestedMessageContent,
     OOBCertHash,
-    PartialPKIMessage,
     PKIBody,
     PKIConfirmContent,
     PKIFailureInfo,
@@ -106,6 +105,7 @@ from .crmf import (
     SubsequentMessage,
 )
 from .der import (
+    first_inner_element,
     load_der,
     load_lenient,
 )
@@ -195,7 +195,6 @@ __all__ = [
     "POPOPrivKey",
     "POPOSigningKey",
     "POPOSigningKeyInput",
-    "PartialPKIMessage",
     "PollRep",
     "PollRepContent",
     "PollReq",
@@ -216,6 +215,7 @@ __all__ = [
     "SinglePubInfos",
     "SubsequentMessage",
     "UTF8Strings",
+    "first_inner_element",
     "load_der",
     "load_lenient",
     "recover_header",

@@ -35,7 +35,7 @@ from asn1crypto.x509 import (
 from ..errors import DecodeError, FailInfo
 from .algorithms import AlgorithmIdentifier
 from .crmf import CertId, CertReqMessages, CertTemplate, Controls, EncryptedKey, PKIPublicationInfo
-from .der import load_der, load_lenient
+from .der import first_inner_element, load_der, load_lenient
 
 # CMPCertificate ::= CHOICE { x509v3PKCert Certificate }: one alternative, encoded as Certificate.
 CMPCertificate = Certificate
@@ -378,15 +378,6 @@ class PKIMessage(Sequence):
         return load_der(cls, encoded_data)
 
 
-class PartialPKIMessage(Sequence):
-    """A PKIMessage read only as far as its header: recovers tid and nonces from a broken body."""
-
-    _fields = [
-        ("header", PKIHeader),
-        ("rest", Any, {"optional": True}),
-    ]
-
-
 class PKIMessages(SequenceOf):
     _child_spec = PKIMessage
 
@@ -460,10 +451,14 @@ def recover_header(data: bytes) -> PKIHeader | None:
     """The header of a message that does not decode as a whole, if the header alone parses.
 
     An error answer should still carry the request's transactionID, nonces and pvno
-    (RFC 9810 5.1.1) even when the body, or the DER of the rest, is broken.
+    (RFC 9810 5.1.1) even when the body, the protection or the DER of the rest is broken, or the
+    message is cut short: only the first element inside the outer SEQUENCE is read.
     """
+    element = first_inner_element(data)
+    if element is None:
+        return None
     try:
-        header: PKIHeader = load_lenient(PartialPKIMessage, data)["header"]
+        header: PKIHeader = load_lenient(PKIHeader, element)
     except DecodeError:
         return None
     return header

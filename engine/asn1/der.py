@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from asn1crypto import parser
 from asn1crypto.core import Asn1Value
 
 from ..errors import DecodeError
@@ -48,3 +49,15 @@ def load_lenient(spec: type[T], data: bytes) -> T:
     except _PARSE_ERRORS as exc:
         raise DecodeError(f"malformed {spec.__name__}: {exc}") from None
     return value
+
+
+def first_inner_element(data: bytes) -> bytes | None:
+    """The first TLV inside an outer SEQUENCE, without trusting the outer length (salvage only)."""
+    if len(data) < 2 or data[0] != 0x30:
+        return None
+    start = 2 + (data[1] & 0x7F if data[1] > 0x80 else 0)
+    try:
+        _class, _method, _tag, head, content, trailer = parser.parse(bytes(data[start:]))
+    except _PARSE_ERRORS:
+        return None
+    return bytes(head + content + trailer)
