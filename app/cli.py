@@ -179,7 +179,10 @@ def revoke(serial: str, directory: Path, reason: int) -> None:
         raise click.ClickException(f"no certificate with serial {serial}")
     if record.status == "revoked":
         raise click.ClickException(f"certificate {serial} is already revoked")
-    store.set_status(record.serial, "revoked", revoked_at=datetime.now(UTC), reason=reason)
+    try:
+        store.set_status(record.serial, "revoked", revoked_at=datetime.now(UTC), reason=reason)
+    except ValueError as exc:
+        raise click.ClickException(f"cannot revoke {serial}: {exc}") from None
     click.echo(f"revoked {record.serial:x} ({record.subject}), reason {reason}")
 
 

@@ -8,6 +8,7 @@ certificate's own key or as an authorised RA; unconfirmed or rejected certificat
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -45,7 +46,13 @@ from sanscmp.engine.responses import asn1_certificate
 
 from .authority import CertificateAuthority, CertificateRequest
 from .profile import Profile
-from .store import CaStore, DuplicateSerial, IssuedCertificate
+from .store import (
+    CaStore,
+    DuplicateApproval,
+    DuplicateSerial,
+    InvalidStatusTransition,
+    IssuedCertificate,
+)
 
 REASON_UNSPECIFIED = 0
 REASON_SUPERSEDED = 4
@@ -91,13 +98,16 @@ class CaService:
         if refusal is not None:
             return refusal
         if self.profile.approval == "manual" and not approved:
-            self.store.add_pending(
-                inbound.transaction_id,
-                self.profile.label,
-                inbound.message.dump(),
-                _summary(inbound),
-                self.clock(),
-            )
+            try:
+                self.store.add_pending(
+                    inbound.transaction_id,
+                    self.profile.label,
+                    inbound.message.dump(),
+                    _summary(inbound),
+                    self.clock(),
+                )
+            except DuplicateApproval:
+                return Reject(FailInfo.transactionIdInUse, "transactionID was used before")
             return Defer(self.profile.check_after, "waiting for approval by an operator")
         implicit = inbound.implicit_confirm_requested and self.profile.implicit_confirm
         return [self._issue_one(inbound, request, implicit) for request in inbound.requests]
@@ -209,7 +219,8 @@ class CaService:
         for confirmation in inbound.confirmations:
             serial = confirmation.certificate.serial_number
             if confirmation.accepted:
-                self.store.set_status(serial, "active")
+                with contextlib.suppress(InvalidStatusTransition):  # e.g. revoked meanwhile
+                    self.store.set_status(serial, "active")
             else:
                 self._revoke_serials([serial], REASON_CESSATION)
         self._revoke_serials([c.serial_number for c in inbound.unconfirmed], REASON_CESSATION)
@@ -268,7 +279,9 @@ class CaService:
         for serial in serials:
             record = self.store.get(serial)
             if record is not None and record.status != "revoked":
-                self.store.set_status(serial, "revoked", revoked_at=now, reason=reason)
+                # Another worker may have revoked it meanwhile: the result is the same.
+                with contextlib.suppress(InvalidStatusTransition):
+                    self.store.set_status(serial, "revoked", revoked_at=now, reason=reason)
 
     # ---- general messages --------------------------------------------------------------------
 
@@ -302,9 +315,7 @@ def _certificate_request(request: RequestedCertificate) -> CertificateRequest:
     assert template is not None
     if template["publicKey"].native is None:
         raise ValueError("no public key (central key generation is not offered)")
-    subject = (
-        x509.Name([]) if template["subject"].native is None else _name(template["subject"])
-    )
+    subject = x509.Name([]) if template["subject"].native is None else _name(template["subject"])
     extensions = template["extensions"]
     requested = _requested_extensions(extensions if extensions.native is not None else None)
     validity = template["validity"]
