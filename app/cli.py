@@ -76,6 +76,8 @@ def serve(directory: Path | None, host: str | None, port: int | None, workers: i
     """
     import uvicorn
 
+    from sanscmp.transport.quickack import QuickAckHttpProtocol
+
     from .wiring import DIRECTORY_VARIABLE
 
     if directory is None:
@@ -93,6 +95,7 @@ def serve(directory: Path | None, host: str | None, port: int | None, workers: i
         host=host,
         port=port,
         workers=workers or settings.workers,
+        http=QuickAckHttpProtocol,
         log_level="warning",
         access_log=False,
     )
