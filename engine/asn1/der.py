@@ -27,6 +27,7 @@ def load_der(spec: type[T], data: bytes) -> T:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
+    check_der_framing(data)  # every TLV, including opaque (`Any`) values asn1crypto never parses
     try:
         value: T = Asn1Value.load.__func__(spec, data, strict=True)
         # Re-encoding parses every nested field; equal bytes prove the input was canonical DER.
@@ -36,6 +37,103 @@ def load_der(spec: type[T], data: bytes) -> T:
     if canonical != data:
         raise DecodeError(f"{spec.__name__} is not DER encoded")
     return value
+
+
+MAX_DEPTH = 64  # nesting of constructed encodings; CMP needs ~20, certificates inside included
+_STRING_TAGS = frozenset({3, 4, 12, 18, 19, 20, 21, 22, 25, 26, 27, 28, 30})  # primitive in DER
+
+
+def check_der_framing(data: bytes) -> None:
+    """Raise `DecodeError` unless `data` is one DER TLV whose every nested TLV is DER too.
+
+    Checks what re-encoding cannot see inside values kept opaque: definite, minimal lengths;
+    minimal high tag numbers; strings and primitives primitive, SEQUENCE/SET constructed; and
+    the canonical forms of BOOLEAN, INTEGER, ENUMERATED, NULL, BIT STRING and OID contents.
+    """
+    end = _tlv(data, 0, len(data), 0)
+    if end != len(data):
+        raise DecodeError(f"{len(data) - end} bytes of trailing data")
+
+
+def _tlv(data: bytes, pos: int, limit: int, depth: int) -> int:
+    """Check the TLV at `pos` (within `limit`); return where it ends."""
+    if depth > MAX_DEPTH:
+        raise DecodeError("encoding nested too deeply")
+    if pos >= limit:
+        raise DecodeError("truncated: tag expected")
+    first = data[pos]
+    pos += 1
+    cls, constructed, number = first >> 6, bool(first & 0x20), first & 0x1F
+    if number == 0x1F:  # high tag number: base 128, no leading zero digit, >= 31
+        number = 0
+        if pos < limit and data[pos] == 0x80:
+            raise DecodeError("non-minimal tag number")
+        while True:
+            if pos >= limit:
+                raise DecodeError("truncated tag number")
+            byte = data[pos]
+            pos += 1
+            number = number << 7 | byte & 0x7F
+            if not byte & 0x80:
+                break
+        if number < 31:
+            raise DecodeError("high tag number form for a low tag number")
+    if pos >= limit:
+        raise DecodeError("truncated: length expected")
+    length = data[pos]
+    pos += 1
+    if length == 0x80:
+        raise DecodeError("indefinite length")
+    if length & 0x80:
+        size = length & 0x7F
+        if size > 4 or pos + size > limit:
+            raise DecodeError("length field too long or truncated")
+        length = int.from_bytes(data[pos : pos + size], "big")
+        if length < 0x80 or data[pos] == 0:
+            raise DecodeError("non-minimal length")
+        pos += size
+    end = pos + length
+    if end > limit:
+        raise DecodeError("value runs past its container")
+    if constructed:
+        if cls == 0 and number in _STRING_TAGS | {1, 2, 5, 6, 10}:
+            raise DecodeError(f"constructed encoding of universal type {number}")
+        while pos < end:
+            pos = _tlv(data, pos, end, depth + 1)
+    elif cls == 0:
+        _primitive(number, data[pos:end])
+    return end
+
+
+def _primitive(number: int, content: bytes) -> None:
+    """Canonical DER contents of the universal primitive types whose form DER fixes."""
+    if number in (16, 17):
+        raise DecodeError("SEQUENCE or SET in primitive form")
+    if number == 1 and (len(content) != 1 or content[0] not in (0x00, 0xFF)):
+        raise DecodeError("BOOLEAN not 00 or FF")
+    if number in (2, 10) and (
+        not content
+        or (len(content) > 1 and content[0] == 0x00 and content[1] < 0x80)
+        or (len(content) > 1 and content[0] == 0xFF and content[1] >= 0x80)
+    ):
+        raise DecodeError("INTEGER not minimally encoded")
+    if number == 5 and content:
+        raise DecodeError("NULL with contents")
+    if number == 3 and (
+        not content
+        or content[0] > 7
+        or (len(content) == 1 and content[0] != 0)
+        or (len(content) > 1 and content[-1] & ((1 << content[0]) - 1))
+    ):
+        raise DecodeError("BIT STRING with bad unused bits")
+    if number == 6 and (not content or content[-1] & 0x80 or _non_minimal_arc(content)):
+        raise DecodeError("malformed OBJECT IDENTIFIER")
+
+
+def _non_minimal_arc(content: bytes) -> bool:
+    """Whether an OID subidentifier starts with a 0x80 (a leading zero digit)."""
+    starts = [0] + [i + 1 for i, byte in enumerate(content[:-1]) if not byte & 0x80]
+    return any(content[i] == 0x80 for i in starts)
 
 
 def load_lenient(spec: type[T], data: bytes) -> T:
