@@ -80,13 +80,17 @@ def serve(directory: Path | None, host: str | None, port: int | None, workers: i
 
     from .wiring import DIRECTORY_VARIABLE
 
+    embedded = directory is None
     if directory is None:
         directory = DEFAULT_DIRECTORY
         if not (directory / "sanscmp.toml").exists():
-            made = provision(directory, port=port or 8080)
-            click.echo(_enrol_instructions(made, "first start"))
+            provision(directory, port=port or 8080)
     settings = _settings(directory)
     host, port = host or settings.host, port or settings.port
+    if embedded and settings.pbm_secrets:
+        reference, secret = next(iter(settings.pbm_secrets.items()))
+        made = Provisioned(directory, settings.ca_certificate, reference, secret, port)
+        click.echo(_enrol_instructions(made, "the embedded default", serving=True))
     os.environ[DIRECTORY_VARIABLE] = str(settings.directory)
     click.echo(f"sanscmp serving {settings.directory} on http://{host}:{port}/.well-known/cmp")
     uvicorn.run(
@@ -270,17 +274,15 @@ def _pending_json(pending: PendingApproval) -> dict[str, object]:
     }
 
 
-def _enrol_instructions(made: Provisioned, how: str) -> str:
+def _enrol_instructions(made: Provisioned, how: str, *, serving: bool = False) -> str:
     d = made.directory
-    return f"""Created a CA in {d} ({how}).
+    start = "" if serving else f"Start the server:\n  sanscmp serve {d}\n\n"
+    return f"""CA in {d} ({how}).
   CA certificate: {made.ca_certificate}
   PBM reference:  {made.pbm_reference}
   PBM secret:     {made.pbm_secret}
 
-Start the server:
-  sanscmp serve {d}
-
-Enrol a certificate with OpenSSL:
+{start}Enrol a certificate with OpenSSL:
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out client-key.pem
   openssl cmp -cmd ir -server 127.0.0.1:{made.port} -path /.well-known/cmp \\
       -ref {made.pbm_reference} -secret pass:{made.pbm_secret} \\
