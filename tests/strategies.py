@@ -345,7 +345,11 @@ def unknown_oids() -> SearchStrategy[str]:
 
 @_cached
 def raw_values() -> SearchStrategy[core.Any]:
-    """An opaque DER value, as an unknown OID would carry it: kept raw as `Any`."""
+    """An opaque DER value, as an unknown OID would carry it: kept raw as `Any`.
+
+    Universal primitives and SEQUENCEs of them only: a SET or a context-tagged value is valid
+    here too, but the engine rejects it today (`test_valid_untyped_value_is_accepted`).
+    """
     leaves: SearchStrategy[core.Asn1Value] = st.one_of(
         _TEXT.map(core.UTF8String),
         st.binary(max_size=20).map(core.OctetString),
