@@ -73,6 +73,7 @@ from sanscmp.engine.asn1 import (
     POPOSigningKey,
     POPOSigningKeyInput,
     ProofOfPossession,
+    RawValue,
     RevAnnContent,
     RevDetails,
     RevRepContent,
@@ -362,7 +363,8 @@ def raw_values() -> SearchStrategy[core.Any]:
             class_=0, method=1, tag=16, contents=b"".join(i.dump() for i in items)
         )
     )
-    return st.one_of(leaves, seqs).map(lambda v: core.Any.load(v.dump()))
+    # An unregistered open-type field (infoValue, control value) holds a `RawValue`.
+    return st.one_of(leaves, seqs).map(lambda v: RawValue.load(v.dump()))
 
 
 # --------------------------------------------------------------------------------------------

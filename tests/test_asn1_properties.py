@@ -7,13 +7,10 @@ damage (where an accepted result must also convert `.native`: "every part parses
 re-encodings of the same content that BER allows but DER forbids (which must be rejected).
 
 Regressions of bugs found here (NULL keeping a non-minimal length, BER and malformed framing
-inside opaque values, RecursionError on deep nesting) have deterministic reproducers below. Bugs
-still open are pinned by `xfail(strict=True)` tests: they fail today and turn into an XPASS error
-(remove the marker) once fixed: valid DER rejected when an opaque value (ANY DEFINED BY an
-unregistered OID) is a SET or context-tagged, and `.native` failing inside opaque values that
-`load` accepted. While the latter is present (probed at import: `OPAQUE_NATIVE_GAP`), the random
-mutation test leaves such `.native` failures to its reproducers; `strategies.raw_values` keeps to
-the opaque shapes the engine accepts. `ASN1_PROPERTY_SCALE=N` multiplies every example budget.
+inside opaque values, RecursionError on deep nesting, valid SET or context-tagged opaque values
+rejected, `.native` failing inside opaque values) have deterministic reproducers below. The probe
+`OPAQUE_NATIVE_GAP` tells the mutation test whether `.native` may still fail inside an opaque
+value. `ASN1_PROPERTY_SCALE=N` multiplies every example budget.
 """
 
 from __future__ import annotations
@@ -560,11 +557,6 @@ def test_untyped_value_in_der_is_accepted() -> None:
     assert PKIMessage.load(der).dump(force=True) == der
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DecodeError,
-    reason="engine bug: valid DER rejected when an opaque value is a SET or context-tagged",
-)
 @pytest.mark.parametrize(
     "value",
     [
@@ -627,10 +619,6 @@ def test_null_with_non_minimal_length_is_rejected(data: str) -> None:
     assert_decode_error(bytes.fromhex(data.replace(" ", "")), "a non-minimal NULL length")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: .native fails inside opaque values that load accepts",
-)
 @pytest.mark.parametrize(
     "value",
     [
@@ -643,6 +631,6 @@ def test_null_with_non_minimal_length_is_rejected(data: str) -> None:
     ids=["bad-utf8", "bad-utctime", "context-tag", "real", "set"],
 )
 def test_accepted_message_converts_to_native(value: str) -> None:
-    """Inside an unregistered constructed value, asn1crypto checks framing only: malformed
-    string or time contents pass `load`, and `.native` raises on them and on some valid ones."""
+    """An unregistered value is kept raw (`RawValue`): framing is checked, its contents are the
+    peer's business, and `.native` gives its DER bytes whatever is inside."""
     assert_contract(_with_general_info_value(bytes.fromhex(value)), known_gap=False)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from asn1crypto.algos import Pbmac1Params, RSASSAPSSParams
 from asn1crypto.core import Any, Integer, ObjectIdentifier, OctetString, Sequence
 
+from .der import OpenTypeRegistry, OpenTypeSequence
+
 
 class AlgorithmId(ObjectIdentifier):
     """OIDs of RFC 9481 (CMP algorithms), RFC 9814 (ML-DSA) and RFC 8018, by their ASN.1 names."""
@@ -94,7 +96,7 @@ class AlgorithmId(ObjectIdentifier):
     }
 
 
-class AlgorithmIdentifier(Sequence):
+class AlgorithmIdentifier(OpenTypeSequence):
     """RFC 5280 AlgorithmIdentifier; parameters of the CMP MAC algorithms and RSASSA-PSS parse."""
 
     _fields = [
@@ -102,7 +104,7 @@ class AlgorithmIdentifier(Sequence):
         ("parameters", Any, {"optional": True}),
     ]
     _oid_pair = ("algorithm", "parameters")
-    _oid_specs: dict[str, type] = {}  # filled below, once the parameter types exist
+    _oid_specs = OpenTypeRegistry()  # filled below, once the parameter types exist
 
 
 class PBMParameter(Sequence):

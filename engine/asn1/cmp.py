@@ -35,7 +35,7 @@ from asn1crypto.x509 import (
 from ..errors import DecodeError, FailInfo
 from .algorithms import AlgorithmIdentifier
 from .crmf import CertId, CertReqMessages, CertTemplate, Controls, EncryptedKey, PKIPublicationInfo
-from .der import first_inner_element, load_der, load_lenient
+from .der import OpenTypeRegistry, OpenTypeSequence, first_inner_element, load_der, load_lenient
 
 # CMPCertificate ::= CHOICE { x509v3PKCert Certificate }: one alternative, encoded as Certificate.
 CMPCertificate = Certificate
@@ -104,7 +104,7 @@ class InfoType(ObjectIdentifier):
     }
 
 
-class InfoTypeAndValue(Sequence):
+class InfoTypeAndValue(OpenTypeSequence):
     """A generalInfo / genm / genp entry; the registry in `infotypes` types its value."""
 
     _fields = [
@@ -112,7 +112,7 @@ class InfoTypeAndValue(Sequence):
         ("infoValue", Any, {"optional": True}),
     ]
     _oid_pair = ("infoType", "infoValue")
-    _oid_specs: dict[str, type] = {}  # the registry, filled by .infotypes
+    _oid_specs = OpenTypeRegistry()  # the registry, filled by .infotypes; else RawValue
 
 
 class InfoTypeAndValues(SequenceOf):

@@ -25,6 +25,7 @@ from asn1crypto.keys import PrivateKeyInfo, PublicKeyInfo
 from asn1crypto.x509 import Extensions, GeneralName, Name, Time, Version
 
 from .algorithms import AlgorithmIdentifier
+from .der import OpenTypeRegistry, OpenTypeSequence
 
 
 class PubMethod(Integer):
@@ -194,7 +195,7 @@ class RegistrationType(ObjectIdentifier):
     }
 
 
-class AttributeTypeAndValue(Sequence):
+class AttributeTypeAndValue(OpenTypeSequence):
     """A control or regInfo entry; unknown types keep their value as raw `Any`."""
 
     _fields = [
@@ -202,7 +203,7 @@ class AttributeTypeAndValue(Sequence):
         ("value", Any),
     ]
     _oid_pair = ("type", "value")
-    _oid_specs: dict[str, type] = {}  # filled below: some values nest this very type
+    _oid_specs = OpenTypeRegistry()  # filled below (values nest this very type); else RawValue
 
 
 class Controls(SequenceOf):

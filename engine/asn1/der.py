@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from asn1crypto import parser
-from asn1crypto.core import Asn1Value
+from asn1crypto.core import Asn1Value, Sequence
 
 from ..errors import DecodeError
 
@@ -134,6 +134,70 @@ def _non_minimal_arc(content: bytes) -> bool:
     """Whether an OID subidentifier starts with a 0x80 (a leading zero digit)."""
     starts = [0] + [i + 1 for i, byte in enumerate(content[:-1]) if not byte & 0x80]
     return any(content[i] == 0x80 for i in starts)
+
+
+class _AnyTagOrClass:
+    """Equal to every tag, class and method: lets a `RawValue` stand for any received element."""
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        return False
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class RawValue(Asn1Value):
+    """An open-type value (infoValue, control value, parameters) whose type no registry names.
+
+    Kept as the DER element it arrived as and never parsed generically (asn1crypto's generic
+    parser cannot read SETs or context-tagged contents); `check_der_framing` has checked its
+    encoding. `.native` is those DER bytes, and dumping returns them unchanged.
+    """
+
+    class_ = method = tag = _AnyTagOrClass()
+
+    @property
+    def native(self) -> bytes | None:
+        """The DER bytes; None when absent or NULL (as asn1crypto's own `Null.native`)."""
+        if self.contents is None:
+            return None
+        encoded = bytes((self._header or b"") + self.contents + (self._trailer or b""))
+        return None if encoded == b"\x05\x00" else encoded
+
+    def dump(self, force: bool = False) -> bytes:
+        return bytes((self._header or b"") + (self.contents or b"") + (self._trailer or b""))
+
+
+class OpenTypeSequence(Sequence):
+    """A SEQUENCE with an open-type field: a value given for an unregistered type becomes a
+    `RawValue` of its DER, so messages can be built with any asn1crypto value there."""
+
+    def _make_value(
+        self,
+        field_name: str,
+        field_spec: type,
+        value_spec: type,
+        field_params: dict[str, object],
+        value: object,
+    ) -> Asn1Value:
+        if value_spec is RawValue and isinstance(value, Asn1Value) and type(value) is not RawValue:
+            value = RawValue.load(value.dump())
+        made: Asn1Value = super()._make_value(
+            field_name, field_spec, value_spec, field_params, value
+        )
+        return made
+
+
+class OpenTypeRegistry(dict[str, type]):
+    """`_oid_specs` of an open type: registered value types by OID name, `RawValue` otherwise."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> type:
+        return RawValue
 
 
 def load_lenient(spec: type[T], data: bytes) -> T:
