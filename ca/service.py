@@ -82,7 +82,7 @@ class CaService:
         if isinstance(inbound, CertificatesConfirmed):
             return self._confirmed(inbound)
         if isinstance(inbound, ErrorReported):
-            self._revoke_all(inbound.transaction.issued.values(), REASON_CESSATION)
+            self._revoke_serials([c.serial_number for c in inbound.unconfirmed], REASON_CESSATION)
             return Acknowledge()
         return Reject(FailInfo.badRequest, f"{type(inbound).__name__} not served")
 
@@ -269,10 +269,6 @@ class CaService:
             return False
         own = signer.issuer == self.ca.certificate.subject and signer.serial_number == serial
         return own or signer.subject.rfc4514_string() in self.profile.ra_subjects
-
-    def _revoke_all(self, ders: object, reason: int) -> None:
-        serials = [x509.load_der_x509_certificate(d).serial_number for d in ders]  # type: ignore[attr-defined]
-        self._revoke_serials(serials, reason)
 
     def _revoke_serials(self, serials: list[int], reason: int) -> None:
         now = self.clock()
