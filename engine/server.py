@@ -449,6 +449,14 @@ class ServerEngine:
         elif stored is None or stored.version != record.version:
             raise BadRequest("the transaction ended or moved on while the request was decided")
 
+    def _is_current(self, inbound: Inbound) -> bool:
+        """Whether `inbound` may still move its transaction (see `_check_current`)."""
+        try:
+            self._check_current(inbound)
+        except CmpError:
+            return False
+        return True
+
     def _decide(
         self, inbound: Inbound, decision: Decision, transaction: Transaction
     ) -> tuple[PKIBody, Trigger, dict[int, bytes], list[Certificate]]:
@@ -683,11 +691,7 @@ class ServerEngine:
         (unless it moved on since `inbound` came: then nothing is touched)."""
         now = self.config.clock.now()
         unconfirmed: tuple[Certificate, ...] = ()
-        try:
-            self._check_current(inbound)
-        except CmpError:
-            pass  # stale: what the store holds now is not this event's to end
-        else:
+        if self._is_current(inbound):  # a stale event's transaction is not its to end
             unconfirmed = self._close(inbound.transaction, Trigger.fail)
         header = inbound.message["header"]
         return self._answer_error(header, error, inbound.client, now, unconfirmed).response
