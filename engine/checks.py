@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .asn1 import PKIHeader
+from .asn1 import NULL_DN_DER, PKIHeader
 from .errors import (
     BadRecipientNonce,
     BadRequest,
@@ -21,7 +21,6 @@ from .errors import (
 from .store import NonceStore
 
 SUPPORTED_PVNOS = frozenset({2, 3})
-NULL_DN = b"\xa4\x02\x30\x00"  # GeneralName directoryName with an empty RDNSequence
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def check_header(header: PKIHeader, policy: HeaderPolicy, now: datetime) -> None
     if nonce is None or len(nonce) < policy.min_nonce_length:
         raise BadSenderNonce(f"senderNonce missing or shorter than {policy.min_nonce_length} bytes")
     recipient = header["recipient"].dump()
-    if policy.server_names and recipient != NULL_DN and recipient not in policy.server_names:
+    if policy.server_names and recipient != NULL_DN_DER and recipient not in policy.server_names:
         raise WrongAuthority("recipient names another CA")
     if policy.max_time_skew is not None and header["messageTime"].native is not None:
         sent: datetime = header["messageTime"].native

@@ -56,6 +56,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .asn1 import (
+    NULL_DN_DER,
     AuthInfo,
     CertRequest,
     CertStatus,
@@ -69,7 +70,9 @@ from .asn1 import (
     POPOPrivKey,
     POPOSigningKeyInput,
     ProofOfPossession,
+    has_general_info,
     load_der,
+    null_dn,
 )
 from .certhash import cert_hash
 from .envelope import RecipientPrivateKey, decrypt_certificate
@@ -106,7 +109,6 @@ from .signature import SigningKey
 from .trust import TrustConfig
 
 RandomBytes = Callable[[int], bytes]
-NULL_DN_DER = b"\xa4\x02\x30\x00"  # GeneralName directoryName with an empty RDNSequence
 POLL_ID_OTHER = -1  # certReqId of pollReq/pollRep for anything but ip/cp/kup (RFC 9810 5.3.22)
 P10CR_ID = -1  # certReqId of the answer to a p10cr (RFC 9483 4.1.4)
 CRL_REASON_OID = "2.5.29.21"  # id-ce-cRLReasons
@@ -115,11 +117,6 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, Ov
 CertificateCheck = Callable[[int, x509.Certificate, PKIMessage], str | None]
 """`(certReqId, new certificate, the ip/cp/kup carrying it) -> None` to accept it, or the reason
 to reject it in certConf (e.g. it does not chain to the expected CA, like `-out_trusted`)."""
-
-
-def null_dn() -> GeneralName:
-    """The NULL-DN GeneralName: "no name" as a sender or recipient (RFC 9483 3.1)."""
-    return GeneralName.load(NULL_DN_DER)
 
 
 def directory_name(name: x509.Name) -> GeneralName:
@@ -604,7 +601,7 @@ class ClientTransaction:
             return self._poll(waiting, 0)
         if not self._received:
             return self._fail(rejected[0] if rejected else None)
-        if _has_implicit_confirm(message["header"]):
+        if has_general_info(message["header"], "implicitConfirm"):
             # Granted: the server closed the transaction, no certConf (RFC 9810 5.1.1.1).
             self.result.implicit_confirm_granted = True
             if not self.result.rejected:
@@ -838,11 +835,6 @@ def _rev_details(entry: RevocationSpec) -> dict[str, object]:
 
 def _rejection_text(rejected: dict[int, str]) -> str:
     return "; ".join(f"certReqId {i}: {reason}" for i, reason in sorted(rejected.items()))
-
-
-def _has_implicit_confirm(header: PKIHeader) -> bool:
-    infos = header["generalInfo"]
-    return _present(infos) and any(i["infoType"].native == "implicitConfirm" for i in infos)
 
 
 def _same_name(a: GeneralName, b: GeneralName) -> bool:

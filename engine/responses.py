@@ -26,6 +26,7 @@ from .asn1 import (
     PKIHeader,
     PKIStatusInfo,
     PollRep,
+    null_dn,
 )
 from .errors import FailInfo
 
@@ -145,8 +146,4 @@ def _pvno_of(request: PKIHeader) -> int:
 
 def _recipient_of(request: PKIHeader) -> GeneralName:
     sender = request["sender"]
-    return sender if isinstance(sender, GeneralName) and sender.name else _null_dn()
-
-
-def _null_dn() -> GeneralName:
-    return GeneralName.load(b"\xa4\x02\x30\x00")
+    return sender if isinstance(sender, GeneralName) and sender.name else null_dn()

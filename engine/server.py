@@ -27,6 +27,8 @@ from .asn1 import (
     PKIBody,
     PKIHeader,
     PKIMessage,
+    has_general_info,
+    null_dn,
     recover_header,
 )
 from .certhash import check_cert_hash
@@ -282,7 +284,7 @@ class ServerEngine:
             return self._confirm_event(message, client, transaction)
         if name in RESPONSE_TO:
             requests, refused = self._cert_requests(message, client)
-            wants_implicit = _has_info(message["header"], "implicitConfirm")
+            wants_implicit = has_general_info(message["header"], "implicitConfirm")
             return CertificatesRequested(
                 tid,
                 message,
@@ -777,18 +779,12 @@ def _is_negative(body: PKIBody) -> bool:
 
 
 def _empty_header() -> PKIHeader:
-    null_dn = GeneralName.load(b"\xa4\x02\x30\x00")
-    return PKIHeader({"pvno": 2, "sender": null_dn, "recipient": null_dn})
+    return PKIHeader({"pvno": 2, "sender": null_dn(), "recipient": null_dn()})
 
 
 def _unprotected_client(message: PKIMessage) -> ClientIdentity:
     header = message["header"]
     return ClientIdentity("none", header["sender"].dump(), header["senderKID"].native)
-
-
-def _has_info(header: PKIHeader, info_type: str) -> bool:
-    infos = header["generalInfo"]
-    return infos.native is not None and any(i["infoType"].native == info_type for i in infos)
 
 
 def _crl_reason(details: AsnSequence) -> int | None:

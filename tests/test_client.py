@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.serialization import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sanscmp.engine.asn1 import PKIBody, PKIHeader, PKIMessage
+from sanscmp.engine.asn1 import PKIBody, PKIHeader, PKIMessage, null_dn
 from sanscmp.engine.certhash import cert_hash
 from sanscmp.engine.client import (
     CertRequestSpec,
@@ -54,7 +54,6 @@ from sanscmp.engine.client import (
     Phase,
     RevocationSpec,
     directory_name,
-    null_dn,
 )
 from sanscmp.engine.envelope import encrypt_certificate
 from sanscmp.engine.errors import (

@@ -520,6 +520,18 @@ def test_unknown_profile_label(server: Server, work: Path) -> None:
 # ---- manual approval -------------------------------------------------------------------------
 
 
+def waiting_request(server: Server, marker: str) -> str:
+    """The transaction ID of the pending request whose summary names `marker` (waits up to 20 s)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        listed = json.loads(server.cli("requests", "list", "--json"))
+        for pending in listed:
+            if pending["state"] == "pending" and marker in pending["summary"]:
+                return str(pending["transaction_id"])
+        time.sleep(0.2)
+    raise AssertionError(f"no request for {marker!r} reached the approval queue")
+
+
 def test_manual_approval_with_polling(server: Server, work: Path) -> None:
     key = ec_key(work / "m-key.pem")
     client = subprocess.Popen(
@@ -547,15 +559,9 @@ def test_manual_approval_with_polling(server: Server, work: Path) -> None:
         text=True,
     )
     try:
-        pending = []
-        deadline = time.monotonic() + 20
-        while not pending and time.monotonic() < deadline:
-            pending = json.loads(server.cli("requests", "list", "--json"))
-            pending = [p for p in pending if p["state"] == "pending" and "manual" in p["summary"]]
-            time.sleep(0.2)
-        assert pending, "the request never reached the approval queue"
+        transaction_id = waiting_request(server, "manual")
         assert client.poll() is None, "the client should be polling"
-        server.cli("requests", "approve", pending[0]["transaction_id"])
+        server.cli("requests", "approve", transaction_id)
         _out, err = client.communicate(timeout=30)
     finally:
         if client.poll() is None:
@@ -589,14 +595,7 @@ def test_manual_rejection(server: Server, work: Path) -> None:
         text=True,
     )
     try:
-        pending = []
-        deadline = time.monotonic() + 20
-        while not pending and time.monotonic() < deadline:
-            listed = json.loads(server.cli("requests", "list", "--json"))
-            pending = [p for p in listed if p["state"] == "pending" and "refused" in p["summary"]]
-            time.sleep(0.2)
-        assert pending
-        server.cli("requests", "reject", pending[0]["transaction_id"], "--reason", "no")
+        server.cli("requests", "reject", waiting_request(server, "refused"), "--reason", "no")
         client.communicate(timeout=30)
     finally:
         if client.poll() is None:

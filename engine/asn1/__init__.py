@@ -18,6 +18,7 @@ from .cmp import (
     ID_KP_CM_KGA,
     ID_KP_CMC_CA,
     ID_KP_CMC_RA,
+    NULL_DN_DER,
     CAKeyUpdAnnContent,
     CAKeyUpdContent,
     CertAnnContent,
@@ -72,6 +73,8 @@ from .cmp import (
     RevRepContent,
     RevReqContent,
     RootCaKeyUpdateContent,
+    has_general_info,
+    null_dn,
     recover_header,
 )
 from .crmf import (
@@ -107,6 +110,7 @@ from .crmf import (
 from .der import (
     MAX_DEPTH,
     OpenTypeRegistry,
+    OpenTypeSequence,
     RawValue,
     check_der_framing,
     first_inner_element,
@@ -129,6 +133,7 @@ __all__ = [
     "ID_KP_CM_KGA",
     "INFO_VALUE_TYPES",
     "MAX_DEPTH",
+    "NULL_DN_DER",
     "AlgorithmId",
     "AlgorithmIdentifier",
     "AlgorithmIdentifiers",
@@ -181,6 +186,7 @@ __all__ = [
     "OOBCertHash",
     "ObjectIdentifiers",
     "OpenTypeRegistry",
+    "OpenTypeSequence",
     "OptionalValidity",
     "PBMParameter",
     "PKIArchiveOptions",
@@ -224,7 +230,9 @@ __all__ = [
     "UTF8Strings",
     "check_der_framing",
     "first_inner_element",
+    "has_general_info",
     "load_der",
     "load_lenient",
+    "null_dn",
     "recover_header",
 ]

@@ -447,6 +447,20 @@ ID_KP_CM_KGA = "1.3.6.1.5.5.7.3.32"
 BODY_TYPES: tuple[str, ...] = tuple(name for name, _spec, _params in PKIBody._alternatives)
 
 
+NULL_DN_DER = b"\xa4\x02\x30\x00"  # GeneralName directoryName with an empty RDNSequence
+
+
+def null_dn() -> GeneralName:
+    """The NULL-DN GeneralName: "no name" as a sender or recipient (RFC 9483 3.1)."""
+    return GeneralName.load(NULL_DN_DER)
+
+
+def has_general_info(header: PKIHeader, info_type: str) -> bool:
+    """Whether the header's generalInfo carries an entry of `info_type` (e.g. implicitConfirm)."""
+    infos = header["generalInfo"]
+    return infos.native is not None and any(i["infoType"].native == info_type for i in infos)
+
+
 def recover_header(data: bytes) -> PKIHeader | None:
     """The header of a message that does not decode as a whole, if the header alone parses.
 
