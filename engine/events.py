@@ -166,13 +166,15 @@ class Issue:
     ca_pubs: tuple[Certificate, ...] = ()
     with_modifications: bool = False  # status grantedWithMods
     encrypt: bool = False  # return it in EnvelopedData (indirect POP, encrCert)
+    # sent instead of accepted/grantedWithMods, e.g. keyUpdateWarning or a statusString
+    status_info: PKIStatusInfo | None = None
 
 
 @dataclass(frozen=True)
 class Reject:
-    """Refuse one request (or the whole message) with a failure bit and a text."""
+    """Refuse one request (or the whole message) with failure bits and a text."""
 
-    fail_info: FailInfo
+    fail_info: FailInfo | frozenset[FailInfo] | None  # one bit, several, or none
     text: str = ""
 
 
@@ -189,6 +191,7 @@ class Revoked:
     """An rr entry was carried out (status accepted, or revocationWarning/Notification)."""
 
     status: str = "accepted"
+    status_info: PKIStatusInfo | None = None  # sent instead of `status`, e.g. with a statusString
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,18 @@ from .errors import FailInfo
 RESPONSE_TO = {"ir": "ip", "cr": "cp", "kur": "kup", "p10cr": "cp"}
 
 
-def status_info(status: str, fail_info: FailInfo | None = None, text: str = "") -> PKIStatusInfo:
-    """PKIStatusInfo with an optional failure bit and statusString."""
+FailBits = FailInfo | frozenset[FailInfo] | None
+"""No failInfo, one PKIFailureInfo bit, or several."""
+
+
+def status_info(status: str, fail_info: FailBits = None, text: str = "") -> PKIStatusInfo:
+    """PKIStatusInfo with optional failure bits and statusString."""
     value: dict[str, object] = {"status": status}
     if text:
         value["statusString"] = [text]
-    if fail_info is not None:
-        value["failInfo"] = {fail_info.name}
+    bits = {fail_info} if isinstance(fail_info, FailInfo) else fail_info
+    if bits:
+        value["failInfo"] = {bit.name for bit in bits}
     return PKIStatusInfo(value)
 
 

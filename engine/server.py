@@ -27,6 +27,7 @@ from .asn1 import (
     PKIBody,
     PKIHeader,
     PKIMessage,
+    PKIStatusInfo,
     has_general_info,
     null_dn,
     recover_header,
@@ -123,6 +124,7 @@ class ServerOptions:
     accept_unprotected: bool = False  # OSSL_CMP_SRV_CTX_set_accept_unprotected
     accept_raverified: bool = False  # OSSL_CMP_SRV_CTX_set_accept_raverified
     grant_implicit_confirm: bool = False  # OSSL_CMP_SRV_CTX_set_grant_implicit_confirm
+    accept_unprotected_errors: bool = False  # unprotected error messages (-accept_unprot_err)
     transaction_timeout: timedelta = timedelta(minutes=10)
     header: HeaderPolicy = field(default_factory=HeaderPolicy)
 
@@ -265,9 +267,15 @@ class ServerEngine:
             if not self.options.accept_unprotected:
                 return None, error
             client = _unprotected_client(message)
-        if client.protection == "none" and not self.options.accept_unprotected:
+        if client.protection == "none" and not self._unprotected_accepted(message):
             return None, BadMessageCheck("request is not protected")
         return client, None
+
+    def _unprotected_accepted(self, message: PKIMessage) -> bool:
+        """Whether a request without protection may go on (OpenSSL's unprotected_exception)."""
+        if self.options.accept_unprotected:
+            return True
+        return self.options.accept_unprotected_errors and message["body"].name == "error"
 
     def _event(
         self, message: PKIMessage, client: ClientIdentity, transaction: Transaction
@@ -519,19 +527,15 @@ class ServerEngine:
         for request, verdict in zip(requests, verdicts, strict=True):
             if isinstance(verdict, Issue):
                 cert_der = verdict.certificate.public_bytes(Encoding.DER)
-                status = "grantedWithMods" if verdict.with_modifications else "accepted"
+                info = _granted(verdict)
                 spki = request.popo.public_key
                 if verdict.encrypt or request.popo.encrypt_certificate:
                     if spki is None:
                         raise BadRequest("cannot encrypt the certificate: no public key")
                     encrypted = encrypt_certificate(cert_der, self.config.random)
-                    responses.append(
-                        cert_response(request.cert_req_id, status_info(status), None, encrypted)
-                    )
+                    responses.append(cert_response(request.cert_req_id, info, None, encrypted))
                 else:
-                    responses.append(
-                        cert_response(request.cert_req_id, status_info(status), verdict.certificate)
-                    )
+                    responses.append(cert_response(request.cert_req_id, info, verdict.certificate))
                 issued[request.cert_req_id] = cert_der
                 extra.extend(c for c in verdict.chain if c not in extra)
                 ca_pubs.extend(c for c in verdict.ca_pubs if c not in ca_pubs)
@@ -561,7 +565,7 @@ class ServerEngine:
         statuses = []
         for verdict in verdicts:
             if isinstance(verdict, Revoked):
-                statuses.append(status_info(verdict.status))
+                statuses.append(_granted(verdict))
             elif isinstance(verdict, Reject):
                 statuses.append(status_info("rejection", verdict.fail_info, verdict.text))
             else:
@@ -735,6 +739,17 @@ def _header_of(request: bytes | PKIMessage, message: PKIMessage | None) -> PKIHe
         except Exception:  # salvage only: whatever a broken header raises, there is none
             return None
     return None
+
+
+def _granted(verdict: Issue | Revoked) -> PKIStatusInfo:
+    """The positive status of an Issue or Revoked; its own `status_info` must be positive too."""
+    if verdict.status_info is None:
+        if isinstance(verdict, Revoked):
+            return status_info(verdict.status)
+        return status_info("grantedWithMods" if verdict.with_modifications else "accepted")
+    if verdict.status_info["status"].native in ("rejection", "waiting"):
+        raise SystemFailure(f"{type(verdict).__name__} with a negative status: use Reject or Defer")
+    return verdict.status_info
 
 
 def _refusals(inbound: CertificatesRequested) -> list[CertResponse]:

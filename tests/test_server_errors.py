@@ -416,3 +416,16 @@ def test_failing_callbacks_and_hooks_in_the_facade() -> None:
     answer = exchange(server, make_client(clock=clock).genm([]).request)
     assert fail_info(answer) == {"systemFailure"}
     assert server.transaction_closed and ca.cleaned == [tid_of(answer)]
+
+
+def test_unprotected_error_messages_are_accepted_only_with_the_option() -> None:
+    request = make_client("none", clock=CLOCK).error(FailInfo.badRequest, "gives up").request
+    answer = exchange(make_server(clock=CLOCK), request)
+    assert fail_info(answer) == {"badMessageCheck"}
+    lenient = ServerOptions(accept_unprotected_errors=True)
+    answer = exchange(make_server(clock=CLOCK, options=lenient), request)
+    assert answer["body"].name == "pkiconf"
+    genm = make_client("none", clock=CLOCK).genm([]).request
+    assert fail_info(exchange(make_server(clock=CLOCK, options=lenient), genm)) == {
+        "badMessageCheck"
+    }

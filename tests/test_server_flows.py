@@ -44,6 +44,7 @@ from sanscmp.engine.events import (
     Revoked,
 )
 from sanscmp.engine.protection import MacCredential, Pbmac1Scheme, SignatureCredential
+from sanscmp.engine.responses import status_info
 from sanscmp.engine.server import Answered, ServerOptions
 from sanscmp.engine.transfer import run
 
@@ -446,3 +447,64 @@ def test_delayed_pkiconf_through_the_client_engine(polls: int) -> None:
     assert bodies == ["ip", "error"] + ["pollRep"] * polls + ["pkiconf"]
     assert transaction.phase is Phase.done
     assert ca.confirmed == [(transaction.transaction_id, 0)]
+
+
+# ---- statuses chosen by the application ---------------------------------------------------------
+
+
+def test_reject_with_several_failure_bits_or_none() -> None:
+    clock = FixedClock()
+    engine = make_server(clock=clock).engine
+    inbound = engine.receive(make_client(clock=clock).ir([cert_request()]).request.dump())
+    assert isinstance(inbound, CertificatesRequested)
+    bits = frozenset({FailInfo.badAlg, FailInfo.badTime})
+    ip = engine.respond(inbound, [Reject(bits, "two reasons")])
+    status = ip["body"].chosen["response"][0]["status"]
+    assert status["failInfo"].native == {"badAlg", "badTime"}
+    assert status["statusString"].native == ["two reasons"]
+    inbound = engine.receive(
+        make_client(clock=clock, seed=b"2").ir([cert_request()]).request.dump()
+    )
+    assert isinstance(inbound, CertificatesRequested)
+    ip = engine.respond(inbound, [Reject(None)])
+    status = ip["body"].chosen["response"][0]["status"]
+    assert status["status"].native == "rejection"
+    assert status["failInfo"].native is None
+
+
+def test_issue_and_revoked_carry_the_application_s_status_info() -> None:
+    clock = FixedClock()
+    ca = IssuingCA()
+    engine = make_server(ca, clock=clock).engine
+    transaction = make_client(clock=clock).ir([cert_request()])
+    inbound = engine.receive(transaction.request.dump())
+    assert isinstance(inbound, CertificatesRequested)
+    certificate = ca.pki.issue(
+        load_der_public_key(inbound.requests[0].popo.public_key or b""), name("x")
+    )
+    warning = status_info("keyUpdateWarning", FailInfo.badTime, "renew soon")
+    ip = engine.respond(inbound, [Issue(certificate, status_info=warning)])
+    (response,) = ip["body"].chosen["response"]
+    assert response["status"].dump() == warning.dump()
+    assert response["certifiedKeyPair"].native is not None
+    inbound = engine.receive(
+        Crafter(clock).message(body("rr", [{"certDetails": {"serialNumber": 9}}])).dump()
+    )
+    assert isinstance(inbound, RevocationRequested)
+    notice = status_info("revocationNotification", text="done")
+    rp = engine.respond(inbound, [Revoked(status_info=notice)])
+    assert rp["body"].chosen["status"][0].dump() == notice.dump()
+
+
+def test_issue_with_a_negative_status_info_is_a_system_failure() -> None:
+    clock = FixedClock()
+    ca = IssuingCA()
+    server = make_server(ca, clock=clock)
+    inbound = server.engine.receive(make_client(clock=clock).ir([cert_request()]).request.dump())
+    assert isinstance(inbound, CertificatesRequested)
+    spki = load_der_public_key(inbound.requests[0].popo.public_key or b"")
+    certificate = ca.pki.issue(spki, name("x"))
+    waiting = Issue(certificate, status_info=status_info("waiting"))
+    answer = server.engine.respond(inbound, [waiting])
+    assert fail_info(answer) == {"systemFailure"}
+    assert "use Reject or Defer" in answer["body"].chosen["errorDetails"].native[0]
