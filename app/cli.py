@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sanscmp.ca.store import IssuedCertificate, PendingApproval, SqliteStore
 
 from .config import ConfigError, Settings, load_settings
+from .mock_command import mock
 from .provision import KEY_TYPES, Provisioned, ProvisionError, provision
 
 DEFAULT_DIRECTORY = Path("sanscmp-data")
@@ -24,6 +25,9 @@ DEFAULT_DIRECTORY = Path("sanscmp-data")
 @click.version_option(package_name="sanscmp")
 def main() -> None:
     """sanscmp: a CMP (RFC 9810) server with its own certification authority."""
+
+
+main.add_command(mock)
 
 
 @main.command()

@@ -14,11 +14,8 @@ The PKI (CA, server, client, the new key and the certificate the mock hands out 
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openssl_netns import (
+    die_with_parent,
+    isolate,
+    listening,
+    openssl_has_cmp_mock,
+    unshare_prefix,
+)
 
 PORT = 18_081  # inside a fresh network namespace, every port is free
 SECRET = "sanscmp interop secret"
@@ -42,50 +46,21 @@ pytestmark = pytest.mark.interop
 # =================================================================================================
 
 
-def _isolate() -> None:
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    links = subprocess.run(
-        ["ip", "-o", "link", "show"], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
-    if any(": lo:" not in line for line in links.splitlines() if line.strip()):
-        raise SystemExit("refusing to start the mock: network namespace is not private")
-
-
-def _die_with_parent() -> None:  # preexec_fn of the mock server
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _start_mock(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     command = ["openssl", "cmp", "-config", "", "-port", str(PORT), *args]
     with log.open("wb") as out:
         server = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            command, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"mock server exited: {log.read_text(errors='replace')}")
-        if _listening(PORT):
+        if listening(PORT):
             return server
         time.sleep(0.02)
     server.kill()
     raise RuntimeError("mock server did not listen within 10 s")
-
-
-def _listening(port: int) -> bool:
-    """Whether a socket listens on `port`, read from /proc: a probing connection would occupy
-    the single-threaded mock until it times out on it."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                return True
-    return False
 
 
 def _post(der: bytes) -> bytes:
@@ -206,7 +181,7 @@ def _drive(scenario: dict[str, Any]) -> dict[str, Any]:
 
 def _driver_main(path: str) -> None:
     scenario = json.loads(Path(path).read_text())
-    _isolate()
+    isolate()
     print(json.dumps(_drive(scenario)))
 
 
@@ -215,40 +190,12 @@ def _driver_main(path: str) -> None:
 # =================================================================================================
 
 
-def _unshare_prefix() -> list[str] | None:
-    """The unshare command line that gives a private network namespace here, or None."""
-    if not (shutil.which("unshare") and shutil.which("ip") and shutil.which("openssl")):
-        return None
-    candidates = [["unshare", "-n"]] if os.geteuid() == 0 else []
-    candidates.append(["unshare", "-r", "-n"])
-    for prefix in candidates:
-        try:
-            probe = subprocess.run(
-                [*prefix, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    return None
-
-
-def _openssl_has_cmp_mock() -> bool:
-    try:
-        probe = subprocess.run(
-            ["openssl", "cmp", "-help"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return "-port" in probe.stdout + probe.stderr
-
-
 @pytest.fixture(scope="module")
 def unshare() -> list[str]:
-    prefix = _unshare_prefix()
+    prefix = unshare_prefix()
     if prefix is None:
         pytest.skip("no private network namespace (unshare -n / -r -n) or no ip/openssl")
-    if not _openssl_has_cmp_mock():
+    if not openssl_has_cmp_mock():
         pytest.skip("this openssl has no `cmp` mock server")
     return prefix
 
