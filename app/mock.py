@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from asn1crypto.crl import CertificateList
 from asn1crypto.csr import CertificationRequest
+from asn1crypto.x509 import Certificate as AsnCertificate
 from asn1crypto.x509 import Name
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
@@ -280,7 +282,7 @@ class MockHandlers:
             return None
         old_root = item["infoValue"]
         if old_root.native is not None:
-            subject = old_root.chosen["tbs_certificate"]["subject"]
+            subject = old_root["tbs_certificate"]["subject"]
             if subject != Name.load(responses.new_with_new.subject.public_bytes()):
                 return None
         update: dict[str, object] = {"newWithNew": _der(responses.new_with_new)}
@@ -309,7 +311,7 @@ class MockHandlers:
         this_update = status["thisUpdate"].native
         if this_update is not None and this_update >= crl.last_update_utc:
             return None
-        return [crl.public_bytes(Encoding.DER)]
+        return [CertificateList.load(crl.public_bytes(Encoding.DER))]
 
     def _cert_req_template(self) -> dict[str, object]:
         """The fixed template: the reference certificate's issuer, EC or RSA-4096 keys."""
@@ -331,8 +333,8 @@ def _info(info_type: str, value: object) -> InfoTypeAndValue:
     return InfoTypeAndValue({"infoType": info_type, "infoValue": value})
 
 
-def _der(certificate: x509.Certificate) -> bytes:
-    return certificate.public_bytes(Encoding.DER)
+def _der(certificate: x509.Certificate) -> AsnCertificate:
+    return AsnCertificate.load(certificate.public_bytes(Encoding.DER))
 
 
 def _transaction_id(request: PKIMessage) -> bytes:

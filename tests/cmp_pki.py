@@ -533,6 +533,7 @@ class Crafter:
         pvno: int = 2,
         message_time: datetime | bool | None = True,
         implicit_confirm: bool = False,
+        general_info: Sequence[dict[str, object]] = (),
         omit: Sequence[str] = (),
     ) -> PKIMessage:
         """A request with `body`; `tid`/`sender_nonce` fresh unless given; header fields named in
@@ -553,8 +554,11 @@ class Crafter:
             header["messageTime"] = message_time
         if recip_nonce is not None:
             header["recipNonce"] = recip_nonce
+        infos = list(general_info)
         if implicit_confirm:
-            header["generalInfo"] = [{"infoType": "implicitConfirm", "infoValue": Null()}]
+            infos.append({"infoType": "implicitConfirm", "infoValue": Null()})
+        if infos:
+            header["generalInfo"] = infos
         for field_name in omit:
             header.pop(field_name, None)
         message = PKIMessage({"header": PKIHeader(header), "body": body})
