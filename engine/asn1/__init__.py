@@ -124,10 +124,18 @@ from .infotypes import (
     ObjectIdentifiers,
     UTF8Strings,
 )
+from .keypackage import (
+    ID_ALG_PWRI_KEK,
+    ID_CT_KP_AKEYPACKAGE,
+    AsymmetricKeyPackage,
+    OneAsymmetricKey,
+)
 
 __all__ = [
     "BODY_TYPES",
+    "ID_ALG_PWRI_KEK",
     "ID_CT_ENC_KEY_WITH_ID",
+    "ID_CT_KP_AKEYPACKAGE",
     "ID_KP_CMC_CA",
     "ID_KP_CMC_RA",
     "ID_KP_CM_KGA",
@@ -137,6 +145,7 @@ __all__ = [
     "AlgorithmId",
     "AlgorithmIdentifier",
     "AlgorithmIdentifiers",
+    "AsymmetricKeyPackage",
     "AttributeTypeAndValue",
     "AuthInfo",
     "CAKeyUpdAnnContent",
@@ -185,6 +194,7 @@ __all__ = [
     "NestedMessageContent",
     "OOBCertHash",
     "ObjectIdentifiers",
+    "OneAsymmetricKey",
     "OpenTypeRegistry",
     "OpenTypeSequence",
     "OptionalValidity",
