@@ -275,26 +275,51 @@ def mock_app(server: CmpServer, verbosity: int = 6) -> CmpHttpApp:
     return CmpHttpApp(HttpConfig(services=services, legacy_paths=MOCK_PATHS))
 
 
+class MessageLimit:
+    """`-max_msgs`: after that many HTTP requests, refuse more (503) and stop the server."""
+
+    def __init__(self, app: CmpHttpApp, limit: int) -> None:
+        self.app, self.limit, self.count = app, limit, 0
+        self.server: Any = None  # the uvicorn.Server to stop
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.count >= self.limit:
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        self.count += 1
+        await self.app(scope, receive, send)
+        if self.count >= self.limit and self.server is not None:
+            self.server.should_exit = True
+
+
 def _serve(server: CmpServer, values: dict[str, Any]) -> None:
     import uvicorn
 
     from sanscmp.transport.quickack import QuickAckHttpProtocol
 
-    port_text = str(values["port"])
-    host, _, port = port_text.rpartition(":")
+    host, _, port = str(values["port"]).rpartition(":")
     host = values.get("host") or host or "127.0.0.1"
     verbosity = values["verbosity"] if values.get("verbosity") is not None else 6
-    max_msgs = values.get("max_msgs") or None
-    click.echo(f"sanscmp mock server listening on http://{host}:{port}/", err=True)
-    uvicorn.run(
-        mock_app(server, verbosity),
+    app: Any = mock_app(server, verbosity)
+    if values.get("max_msgs"):
+        app = MessageLimit(app, values["max_msgs"])
+    config = uvicorn.Config(
+        app,
         host=host,
         port=int(port),
         http=QuickAckHttpProtocol,
         log_level="warning" if verbosity >= 4 else "error",
         access_log=False,
-        limit_max_requests=max_msgs,
     )
+    runner = uvicorn.Server(config)
+    if isinstance(app, MessageLimit):
+        app.server = runner
+    click.echo(f"sanscmp mock server listening on http://{host}:{port}/", err=True)
+    runner.run()
 
 
 def _log(response: PKIMessage) -> None:

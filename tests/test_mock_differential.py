@@ -129,6 +129,14 @@ SCENARIOS: list[tuple[str, list[str], dict[str, list[str]]]] = [
         },
     ),
     (
+        "max-msgs",
+        [*PBM_SERVER, *RESPONSES, "-max_msgs", "2"],
+        {
+            "ir": ["-cmd", "ir", *PBM, *ENROL],
+            "genm-after-the-last-message": ["-cmd", "genm", *PBM, "-msg_timeout", "5"],
+        },
+    ),
+    (
         "send-unprotected",
         [*PBM_SERVER, *RESPONSES, "-send_unprotected"],
         {"ir": ["-cmd", "ir", *PBM, *ENROL]},
