@@ -51,23 +51,50 @@ class InMemoryTransactionStore:
     """A dict of records; the reference implementation of `TransactionStore`.
 
     Like a durable store it hands out copies: a record changes in the store only when saved.
+
+    `expired` costs O(k log n) for k records due, not a scan of all n: a min-heap of
+    (expires_at, transactionID) is kept beside the dict, as an index on `expires_at` is in SQL.
+    Entries are invalidated lazily: a delete, or a save that moves the deadline (every answered
+    request does), leaves the old entry, skipped when it surfaces. So that such entries cannot
+    pile up when `expired` is seldom called, the heap is rebuilt from the records once it holds
+    more than twice as many entries as there are records (amortised O(1) per save).
     """
 
     def __init__(self) -> None:
         self._records: dict[bytes, Transaction] = {}
+        self._deadlines: list[tuple[datetime, bytes]] = []  # min-heap, may hold stale entries
 
     def load(self, transaction_id: bytes) -> Transaction | None:
         record = self._records.get(transaction_id)
         return _copy(record) if record is not None else None
 
     def save(self, transaction: Transaction) -> None:
-        self._records[transaction.transaction_id] = _copy(transaction)
+        record = _copy(transaction)
+        previous = self._records.get(record.transaction_id)
+        self._records[record.transaction_id] = record
+        if previous is not None and previous.expires_at == record.expires_at:
+            return  # its heap entry still holds
+        heapq.heappush(self._deadlines, (record.expires_at, record.transaction_id))
+        if len(self._deadlines) > 2 * len(self._records) + _SLACK:
+            self._deadlines = [(r.expires_at, tid) for tid, r in self._records.items()]
+            heapq.heapify(self._deadlines)
 
     def delete(self, transaction_id: bytes) -> None:
-        self._records.pop(transaction_id, None)
+        self._records.pop(transaction_id, None)  # its heap entry goes stale
 
     def expired(self, now: datetime) -> Iterator[Transaction]:
-        return iter([_copy(t) for t in self._records.values() if t.expires_at <= now])
+        """Copies of the records due at `now`, soonest first. The store is not changed (the
+        records stay until the caller saves or deletes them): the live entries popped from
+        the heap are pushed back, the stale ones are dropped."""
+        due: dict[bytes, Transaction] = {}
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, transaction_id = heapq.heappop(self._deadlines)
+            record = self._records.get(transaction_id)
+            if record is not None and record.expires_at == deadline:
+                due.setdefault(transaction_id, record)  # a second equal entry is dropped
+        for transaction_id, record in due.items():
+            heapq.heappush(self._deadlines, (record.expires_at, transaction_id))
+        return iter([_copy(record) for record in due.values()])
 
     def __iter__(self) -> Iterator[Transaction]:
         """Copies of every live record (for inspection and tests)."""
@@ -75,6 +102,9 @@ class InMemoryTransactionStore:
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+_SLACK = 64  # heap entries beyond 2 x records tolerated before a rebuild (no churn when small)
 
 
 class InMemoryNonceStore:

@@ -195,6 +195,45 @@ def test_expired_can_be_consumed_while_deleting(store: SqliteStore) -> None:
     assert store.count_transactions() == 0
 
 
+def test_in_memory_expired_follows_moved_deadlines() -> None:
+    """The in-memory store's deadline heap (lazily invalidated) answers like the SQL index."""
+    memory = InMemoryTransactionStore()
+    early = transaction(b"early", expires_at=T0 - timedelta(seconds=1))
+    exact = transaction(b"exact", expires_at=T0)
+    late = transaction(b"late", expires_at=T0 + US)
+    for record in (late, exact, early):
+        memory.save(record)
+    assert list(memory.expired(T0 - US)) == [early]
+    assert list(memory.expired(T0)) == [early, exact]  # soonest first
+    assert list(memory.expired(T0)) == [early, exact]  # asking changes nothing
+    assert list(memory.expired(datetime.max.replace(tzinfo=UTC))) == [early, exact, late]
+    postponed = replace(early, expires_at=T0 + timedelta(hours=1))
+    memory.save(postponed)  # the old deadline's entry is stale now
+    memory.save(replace(late, expires_at=T0 - timedelta(hours=1)))  # brought forward
+    memory.delete(exact.transaction_id)
+    memory.save(exact)  # deleted and saved again: two equal entries
+    assert [r.transaction_id for r in memory.expired(T0)] == [b"late", b"exact"]
+    assert list(memory.expired(T0 + timedelta(hours=1))) == [
+        replace(late, expires_at=T0 - timedelta(hours=1)),
+        exact,
+        postponed,
+    ]
+
+
+def test_in_memory_deadline_heap_stays_bounded() -> None:
+    """Stale heap entries (a deadline moved by every answer, records deleted before they were
+    due) do not accumulate when `expired` is never called."""
+    memory = InMemoryTransactionStore()
+    busy = transaction(b"busy")
+    for step in range(5_000):
+        memory.save(replace(busy, expires_at=T0 + step * US))
+        memory.save(transaction(step.to_bytes(4, "big"), expires_at=T0))
+        memory.delete(step.to_bytes(4, "big"))
+    heap = memory._deadlines  # the implementation detail under test
+    assert len(memory) == 1 and len(heap) <= 2 * len(memory) + 64
+    assert list(memory.expired(T0 + 10_000 * US)) == [replace(busy, expires_at=T0 + 4_999 * US)]
+
+
 # ---- nonces ----------------------------------------------------------------------------------
 
 
