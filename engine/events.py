@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from asn1crypto.csr import CertificationRequest
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.x509 import Certificate
 
@@ -81,6 +82,9 @@ class RequestedCertificate:
     cert_req_msg: CertReqMsg | None  # None for p10cr
     csr: CertificationRequest | None  # only for p10cr
     popo: PopoResult  # how possession of the key was proven (verified by the engine)
+    # no key and no POPO (RFC 9483 4.1.6): issue with `Issue(..., private_key=...)`; the wanted
+    # algorithm, if the client named one, is the template's publicKey (its key bits empty)
+    central_keygen: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,9 @@ class Issue:
     encrypt: bool = False  # return it in EnvelopedData (indirect POP, encrCert)
     # sent instead of accepted/grantedWithMods, e.g. keyUpdateWarning or a statusString
     status_info: PKIStatusInfo | None = None
+    # the key generated for a central key generation request: sent signed by the server (the
+    # KGA) and encrypted for the requester; it must belong to `certificate`
+    private_key: PrivateKeyTypes | None = None
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 `verify_popo` checks the POPO of one CertReqMsg (ir/cr/kur/krr/ccr), `verify_p10cr` the
 self-signature of a PKCS#10 request; both return a `PopoResult` telling the server how the
 private key was proven, e.g. that the certificate must go back encrypted (indirect method).
+A request for central key generation (RFC 9483 4.1.6) has no key to prove: `central_keygen_popo`
+gives its `PopoResult` (check `central_keygen_requested` / `p10cr_central_keygen_requested` first,
+as OpenSSL's server checks OSSL_CRMF_MSG_centralkeygen_requested before verifying any POPO).
 
 Failure bits: a POPO that is missing, of a kind the key cannot give or the server does not
 accept, inconsistent with the template, or whose signature or MAC does not verify is `badPOP`
@@ -56,6 +59,7 @@ class PopoMethod(enum.Enum):
     RA_VERIFIED = "raVerified"
     SIGNATURE = "signature"
     ENCR_CERT = "encrCert"  # indirect method: the certificate must be returned encrypted
+    CENTRAL_KEYGEN = "centralKeyGen"  # no key yet: the CA generates it (RFC 9483 4.1.6)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,12 @@ class PopoResult:
     def encrypt_certificate(self) -> bool:
         """Whether the issued certificate must be sent as EnvelopedData (encrCert)."""
         return self.method is PopoMethod.ENCR_CERT
+
+    @property
+    def central_keygen(self) -> bool:
+        """Whether the requester asked the CA to generate the key pair (no POPO, no key): the
+        answer must carry the private key (CertifiedKeyPair.privateKey)."""
+        return self.method is PopoMethod.CENTRAL_KEYGEN
 
 
 # What a key can prove, by SubjectPublicKeyInfo algorithm OID (RFC 9481 3-4, RFC 9814, FIPS 203).
@@ -121,6 +131,22 @@ def central_keygen_requested(cert_req_msg: CertReqMsg) -> bool:
         return False
     spki = template_public_key(cert_req_msg)
     return spki is None or _spki_parts(spki)[1] == b""
+
+
+def p10cr_central_keygen_requested(csr: CertificationRequest) -> bool:
+    """OpenSSL's rule for a p10cr (OSSL_CRMF_MSG_centralkeygen_requested): an empty
+    subjectPublicKey asks for central key generation; its self-signature is then not checked."""
+    try:
+        spki = csr["certification_request_info"]["subject_pk_info"].dump()
+    except _PARSE_ERRORS as exc:
+        raise DecodeError(f"malformed PKCS#10 request: {exc}") from None
+    return _spki_parts(spki)[1] == b""
+
+
+def central_keygen_popo() -> PopoResult:
+    """The `PopoResult` of a central key generation request: nothing proven, no public key (the
+    template's publicKey, if any, only names the wanted algorithm and stays in the template)."""
+    return PopoResult(PopoMethod.CENTRAL_KEYGEN, "none", None)
 
 
 def verify_popo(

@@ -11,19 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from asn1crypto.cms import EnvelopedData
 from asn1crypto.core import Sequence as AsnSequence
 from asn1crypto.crl import CRLReason
 from asn1crypto.csr import CertificationRequest
 from asn1crypto.x509 import GeneralName
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import Certificate, load_der_x509_certificate
 
 from .asn1 import (
     AlgorithmIdentifier,
     CertReqMsg,
     CertResponse,
+    EncryptedKey,
     PKIBody,
     PKIHeader,
     PKIMessage,
@@ -34,8 +36,9 @@ from .asn1 import (
 )
 from .certhash import check_cert_hash
 from .checks import HeaderPolicy, check_header, check_recip_nonce, check_version, remember_nonce
-from .envelope import encrypt_certificate
+from .envelope import check_recipient_key, encrypt_certificate
 from .errors import (
+    BadAlg,
     BadCertId,
     BadDataFormat,
     BadMessageCheck,
@@ -68,7 +71,16 @@ from .events import (
     TransactionExpired,
 )
 from .fsm import IllegalTransition, Refuse, State, Trigger, fire, permits, route
-from .popo import PopoResult, verify_p10cr, verify_popo
+from .keygen import KeyPackageFormat, same_public_key, seal_private_key
+from .popo import (
+    PopoResult,
+    central_keygen_popo,
+    central_keygen_requested,
+    p10cr_central_keygen_requested,
+    verify_p10cr,
+    verify_popo,
+)
+from .protection import SignatureCredential
 from .responses import (
     RESPONSE_TO,
     asn1_certificate,
@@ -116,6 +128,14 @@ class Authenticator(Protocol):
         ...
 
 
+@runtime_checkable
+class SigningAuthenticator(Protocol):
+    """An `Authenticator` with a signature credential of its own (`ProtectionPolicy` has one):
+    by default the key generation authority that signs centrally generated keys."""
+
+    credential: SignatureCredential | None
+
+
 @dataclass
 class ServerOptions:
     """OpenSSL's four server options, and the engine's own limits."""
@@ -125,6 +145,9 @@ class ServerOptions:
     accept_raverified: bool = False  # OSSL_CMP_SRV_CTX_set_accept_raverified
     grant_implicit_confirm: bool = False  # OSSL_CMP_SRV_CTX_set_grant_implicit_confirm
     accept_unprotected_errors: bool = False  # unprotected error messages (-accept_unprot_err)
+    # what the KGA signs for central key generation: RFC 9483's key package, or the bare key
+    # OpenSSL 3.5 sends (and its client alone reads): see `sanscmp.engine.keygen`
+    central_key_package: KeyPackageFormat = KeyPackageFormat.RFC9483
     transaction_timeout: timedelta = timedelta(minutes=10)
     header: HeaderPolicy = field(default_factory=HeaderPolicy)
 
@@ -140,6 +163,9 @@ class ServerConfig:
     options: ServerOptions = field(default_factory=ServerOptions)
     transactions: TransactionStore = field(default_factory=InMemoryTransactionStore)
     nonces: NonceStore = field(default_factory=InMemoryNonceStore)
+    # signs centrally generated keys (RFC 9483 4.1.6; its certificate should have EKU cmKGA);
+    # None: the authenticator's own signature credential, as OpenSSL's server uses its own
+    key_generation_authority: SignatureCredential | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +358,12 @@ class ServerEngine:
         if body.name == "p10cr":
             csr: CertificationRequest = body.chosen.untag()  # without p10cr's [4] tag
             try:
-                return (RequestedCertificate(-1, None, None, csr, verify_p10cr(csr)),), ()
+                if p10cr_central_keygen_requested(csr):
+                    popo = self._central_keygen(client)
+                else:
+                    popo = verify_p10cr(csr)
+                request = RequestedCertificate(-1, None, None, csr, popo, popo.central_keygen)
+                return (request,), ()
             except CmpError as error:
                 return (), ((-1, Reject(error.fail_info, error.text)),)
         seen: set[int] = set()
@@ -343,13 +374,80 @@ class ServerEngine:
                 raise BadRequest(f"certReqId {cert_req_id} negative or repeated")
             seen.add(cert_req_id)
             try:
-                popo = self._popo(cert_req_msg, message, client)
+                if central_keygen_requested(cert_req_msg):
+                    popo = self._central_keygen(client)
+                else:
+                    popo = self._popo(cert_req_msg, message, client)
             except CmpError as error:
                 refused.append((cert_req_id, Reject(error.fail_info, error.text)))
                 continue
             template = cert_req_msg["certReq"]["certTemplate"]
-            requests.append(RequestedCertificate(cert_req_id, template, cert_req_msg, None, popo))
+            requests.append(
+                RequestedCertificate(
+                    cert_req_id, template, cert_req_msg, None, popo, popo.central_keygen
+                )
+            )
         return tuple(requests), tuple(refused)
+
+    def _central_keygen(self, client: ClientIdentity) -> PopoResult:
+        """A central key generation request the engine can serve: one it can sign the key for
+        and encrypt it to the requester. Refused (like a POPO failure, per request) otherwise,
+        so the application never generates a key that cannot be delivered."""
+        self._key_recipient(client)
+        if self._kga() is None:
+            raise BadRequest("central key generation is not available: no KGA credential")
+        return central_keygen_popo()
+
+    def _key_recipient(self, client: ClientIdentity) -> bytes | Certificate:
+        """Whom a central key is encrypted to: the shared secret of a MAC-protected request
+        (PasswordRecipientInfo), or the certificate of a signed one (RFC 9483 4.1.6.1-3)."""
+        if client.protection == "mac":
+            mac = client.verified.mac_credential if client.verified is not None else None
+            if mac is not None:
+                return mac.secret
+        elif client.protection == "signature" and client.certificate is not None:
+            certificate = client.certificate
+            check_recipient_key(certificate.public_key().public_bytes(Encoding.DER, _SPKI))
+            return certificate
+        raise BadRequest("central key generation needs a protected request to encrypt the key to")
+
+    def _kga(self) -> SignatureCredential | None:
+        if self.config.key_generation_authority is not None:
+            return self.config.key_generation_authority
+        authenticator = self.config.authenticator
+        if isinstance(authenticator, SigningAuthenticator):
+            return authenticator.credential
+        return None
+
+    def _sealed_key(
+        self, request: RequestedCertificate, verdict: Issue, client: ClientIdentity
+    ) -> EnvelopedData | None:
+        """CertifiedKeyPair.privateKey for `verdict`; an Issue that does not fit the request
+        (no key for central key generation, a key of another certificate, a key nobody asked
+        for) is the application's bug: systemFailure."""
+        key = verdict.private_key
+        if not request.central_keygen:
+            if key is not None:
+                raise SystemFailure("a private key for a request without central key generation")
+            return None
+        if key is None:
+            raise SystemFailure("central key generation requested but Issue has no private_key")
+        if not same_public_key(key, verdict.certificate):
+            raise SystemFailure("the private key does not belong to the issued certificate")
+        kga = self._kga()
+        if kga is None:
+            raise SystemFailure("no KGA credential to sign the private key with")
+        try:
+            return seal_private_key(
+                key,
+                kga,
+                self._key_recipient(client),
+                self.config.random,
+                self.config.clock.now(),
+                package=self.options.central_key_package,
+            )
+        except BadAlg as error:
+            raise SystemFailure(f"cannot send the private key: {error.text}") from None
 
     def _popo(
         self, cert_req_msg: CertReqMsg, message: PKIMessage, client: ClientIdentity
@@ -528,6 +626,7 @@ class ServerEngine:
             if isinstance(verdict, Issue):
                 cert_der = verdict.certificate.public_bytes(Encoding.DER)
                 info = _granted(verdict)
+                sealed_key = self._sealed_key(request, verdict, inbound.client)
                 spki = request.popo.public_key
                 if verdict.encrypt or request.popo.encrypt_certificate:
                     if spki is None:
@@ -535,7 +634,8 @@ class ServerEngine:
                     encrypted = encrypt_certificate(cert_der, self.config.random)
                     responses.append(cert_response(request.cert_req_id, info, None, encrypted))
                 else:
-                    responses.append(cert_response(request.cert_req_id, info, verdict.certificate))
+                    response = cert_response(request.cert_req_id, info, verdict.certificate)
+                    responses.append(_with_private_key(response, sealed_key))
                 issued[request.cert_req_id] = cert_der
                 extra.extend(c for c in verdict.chain if c not in extra)
                 ca_pubs.extend(c for c in verdict.ca_pubs if c not in ca_pubs)
@@ -750,6 +850,24 @@ def _granted(verdict: Issue | Revoked) -> PKIStatusInfo:
     if verdict.status_info["status"].native in ("rejection", "waiting"):
         raise SystemFailure(f"{type(verdict).__name__} with a negative status: use Reject or Defer")
     return verdict.status_info
+
+
+_SPKI = PublicFormat.SubjectPublicKeyInfo
+
+
+def _with_private_key(response: CertResponse, sealed: EnvelopedData | None) -> CertResponse:
+    """`response` with CertifiedKeyPair.privateKey set to the enveloped central key, if any."""
+    if sealed is None:
+        return response
+    pair = response["certifiedKeyPair"]
+    private_key = EncryptedKey(name="envelopedData", value=sealed)
+    return CertResponse(
+        {
+            "certReqId": response["certReqId"],
+            "status": response["status"],
+            "certifiedKeyPair": {"certOrEncCert": pair["certOrEncCert"], "privateKey": private_key},
+        }
+    )
 
 
 def _refusals(inbound: CertificatesRequested) -> list[CertResponse]:
