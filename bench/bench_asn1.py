@@ -1,4 +1,4 @@
-"""Benchmark the ASN.1 layer: parsing and encoding a typical signature-protected ir and its ip.
+"""Benchmark the ASN.1 layer: parsing and encoding the messages of a signature-protected enrolment.
 
     python bench/bench_asn1.py            # from the repo root, in the project's venv
 
@@ -6,10 +6,15 @@ The messages are what a Lightweight CMP (RFC 9483) enrolment with ECDSA P-256 ca
 - ir: one CertReqMsg (subject, public key, signature POPO over the CertRequest), protected by the
   client's signature, extraCerts = client certificate and CA certificate;
 - ip: one CertResponse (accepted, the issued certificate), caPubs = CA certificate, protected by
-  the CA's signature, extraCerts = CA certificate.
+  the CA's signature, extraCerts = CA certificate;
+- ip+2: the same ip with a second certificate in extraCerts (four certificates in all);
+- certConf: one CertStatus (certHash, certReqId), protected by the client's signature, no
+  extraCerts;
+- pkiconf: the CA's signed confirmation (NULL body), no extraCerts.
 
 Reported, in µs of process CPU time per operation (best of 5 `timeit` batches):
-- parse: `PKIMessage.load(der)`, the strict decoder (framing check, full parse, DER re-encoding);
+- parse: `PKIMessage.load(der)`, the strict decoder (every check that makes it complete, canonical
+  DER; see `engine/asn1/der.py`);
 - lazy parse: asn1crypto's own `Asn1Value.load(der, strict=True)` on the same class, which only
   reads the outer header (everything else is parsed on first access): the context for the ratio;
 - lazy + native: the lazy parse followed by `.native`, which parses every field (no DER check);
@@ -115,6 +120,10 @@ class Pki:
         self.popo_signature = _sign(self.new_key, self._cert_request().dump())
         self.ir_protection = _sign(self.client_key, self._protected_part(self.ir_fields()))
         self.ip_protection = _sign(self.ca_key, self._protected_part(self.ip_fields()))
+        self.cert_conf_protection = _sign(
+            self.client_key, self._protected_part(self.cert_conf_fields())
+        )
+        self.pkiconf_protection = _sign(self.ca_key, self._protected_part(self.pkiconf_fields()))
 
     @staticmethod
     def _protected_part(fields: dict) -> bytes:
@@ -168,11 +177,48 @@ class Pki:
             "extraCerts": [self.asn1_cert(self.ca)],
         }
 
+    def cert_conf_fields(self) -> dict:
+        status = {"certHash": bytes(32), "certReqId": 0}
+        return {
+            "header": _header(
+                self.client.subject,
+                self.ca.subject,
+                self.ski(self.client),
+                recipNonce=bytes(range(32, 48)),
+                senderNonce=bytes(range(48, 64)),
+            ),
+            "body": ("certConf", [status]),
+        }
+
+    def pkiconf_fields(self) -> dict:
+        return {
+            "header": _header(
+                self.ca.subject,
+                self.client.subject,
+                self.ski(self.ca),
+                recipNonce=bytes(range(48, 64)),
+                senderNonce=bytes(range(64, 80)),
+            ),
+            "body": ("pkiconf", core.Null()),
+        }
+
     def ir(self) -> PKIMessage:
         return PKIMessage({**self.ir_fields(), "protection": self.ir_protection})
 
     def ip(self) -> PKIMessage:
         return PKIMessage({**self.ip_fields(), "protection": self.ip_protection})
+
+    def ip_two_extra_certs(self) -> PKIMessage:
+        extra = [self.asn1_cert(self.ca), self.asn1_cert(self.client)]
+        return PKIMessage(
+            {**self.ip_fields(), "protection": self.ip_protection, "extraCerts": extra}
+        )
+
+    def cert_conf(self) -> PKIMessage:
+        return PKIMessage({**self.cert_conf_fields(), "protection": self.cert_conf_protection})
+
+    def pkiconf(self) -> PKIMessage:
+        return PKIMessage({**self.pkiconf_fields(), "protection": self.pkiconf_protection})
 
 
 def best_us(func: Callable[[], object], min_time: float = 0.2, repeat: int = 5) -> float:
@@ -218,10 +264,17 @@ def measure(name: str, build: Callable[[], PKIMessage]) -> dict[str, float | int
 
 def main() -> None:
     pki = Pki()
-    for message, cert in ((pki.ir(), pki.client), (pki.ip(), pki.ca)):  # the protection holds
+    signed = [(pki.ir(), pki.client), (pki.ip(), pki.ca), (pki.cert_conf(), pki.client)]
+    for message, cert in [*signed, (pki.pkiconf(), pki.ca)]:  # the protection holds
         part = ProtectedPart({"header": message["header"], "body": message["body"]}).dump()
         cert.public_key().verify(message["protection"].native, part, ec.ECDSA(hashes.SHA256()))
-    rows = [measure("ir", pki.ir), measure("ip", pki.ip)]
+    rows = [
+        measure("ir", pki.ir),
+        measure("ip", pki.ip),
+        measure("ip+2", pki.ip_two_extra_certs),
+        measure("certConf", pki.cert_conf),
+        measure("pkiconf", pki.pkiconf),
+    ]
     columns = [
         "message",
         "bytes",
