@@ -404,6 +404,7 @@ class Sample:
     wall: float
     server_cpu: float
     client_cpu: float
+    idle: float  # share of the machine's CPU time left idle during the run
 
 
 @dataclass
@@ -422,6 +423,9 @@ class Cell:
     def client_us(self) -> float:
         return _pooled(self.samples, "client_cpu")
 
+    def idle(self) -> float:
+        return statistics.mean(s.idle for s in self.samples)
+
     def server_load(self) -> float:
         """Server CPU seconds per wall second: 1.0 is one core fully busy."""
         return sum(s.server_cpu for s in self.samples) / sum(s.wall for s in self.samples)
@@ -431,12 +435,18 @@ def _pooled(samples: list[Sample], attribute: str) -> float:
     return sum(getattr(s, attribute) for s in samples) / sum(s.transactions for s in samples) * 1e6
 
 
+def machine_times() -> tuple[int, int]:
+    """(all, idle) CPU ticks of the whole machine from /proc/stat; iowait counts as idle."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values[:8]), values[3] + values[4]
+
+
 def run_clients(
     pki: Pki, server: Server, profile: str, confirm: str, clients: int, repeat: int
 ) -> Sample:
     """Start `clients` clients at once, wait for all; CPU of the server and the clients."""
     logs = [pki.work / "logs" / f"client-{i}.log" for i in range(clients)]
-    server_before = server.cpu()
+    server_before, machine_before = server.cpu(), machine_times()
     start = time.perf_counter()
     processes = []
     for index, log in enumerate(logs):
@@ -452,9 +462,12 @@ def run_clients(
             failures.append(f"client exit {process.returncode}: {tail(log, 4)}")
     wall = time.perf_counter() - start
     server_cpu = server.cpu() - server_before
+    machine_after = machine_times()
     if failures:
         raise RuntimeError("; ".join(failures[:2]) + f"\nserver log: {tail(server.log, 4)}")
-    return Sample(clients * repeat, wall, server_cpu, client_cpu)
+    total = machine_after[0] - machine_before[0]
+    idle = machine_after[1] - machine_before[1]
+    return Sample(clients * repeat, wall, server_cpu, client_cpu, idle / max(total, 1))
 
 
 def connections_per_transaction(pki: Pki, server: Server, profile: str) -> float:
@@ -593,9 +606,9 @@ def report(
     titles = {"a": "(a) openssl mock", "b": "(b) sanscmp mock", "c": "(c) sanscmp serve"}
     print(
         "\n| profile | confirm | K | server | tx/s | server µs/tx | server load | client µs/tx"
-        " | tx/s vs (a) | server µs vs (a) |"
+        " | idle | tx/s vs (a) | server µs vs (a) |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for profile in args.profiles:
         for confirm in args.confirm:
             for clients in args.clients:
@@ -607,7 +620,7 @@ def report(
                         continue
                     head = f"| {profile} | {confirm} | {clients} | {titles[label]} |"
                     if cell.failure or not cell.samples:
-                        print(f"{head} FAILED | | | | | |")
+                        print(f"{head} FAILED | | | | | | |")
                         continue
                     tx, server_us = cell.tx_per_s(), cell.server_us()
                     versus = ("", "")
@@ -616,7 +629,8 @@ def report(
                         versus = (ratio(tx, base.tx_per_s()), ratio(server_us, base.server_us()))
                     print(
                         f"{head} {tx:.1f} | {server_us:.0f} | {cell.server_load():.2f}"
-                        f" | {cell.client_us():.0f} | {versus[0]} | {versus[1]} |"
+                        f" | {cell.client_us():.0f} | {cell.idle():.0%}"
+                        f" | {versus[0]} | {versus[1]} |"
                     )
 
 
@@ -648,7 +662,7 @@ def perf_profile(ready: Setup, server: Server, profile: str, transactions: int) 
     run_clients(ready.pki, server, profile, "explicit", 2, max(1, transactions // 2))
     recorder.send_signal(signal.SIGINT)
     recorder.wait(timeout=60)
-    for sort, limit in (("dso", 6), ("dso,symbol", 10)):
+    for sort, limit in (("dso", 6), ("dso,symbol", 6)):
         done = subprocess.run(
             ["perf", "report", "-i", str(data), "--sort", sort, "--stdio", "-q"],
             capture_output=True,
@@ -662,72 +676,71 @@ def _squeeze(row: str) -> str:
     return " ".join(row.split()).replace("[.] ", "").replace("[k] ", "")
 
 
-MODULE_GROUPS = (
-    ("crypto (cryptography, hashlib, hmac)", ("cryptography", "hashlib", "hmac", "_hashlib")),
-    ("sanscmp.engine.asn1.der (strict DER)", ("engine/asn1/der",)),
-    ("asn1crypto", ("asn1crypto",)),
-    ("sanscmp.engine.asn1 (definitions)", ("engine/asn1/",)),
-    ("transitions (FSM)", ("transitions",)),
-    ("sanscmp.engine (other)", ("engine/",)),
-    ("sanscmp.ca + sqlite3", ("/ca/", "sqlite3")),
-    ("sanscmp.transport + app", ("transport/", "/app/")),
-    ("uvicorn, httptools, asyncio", ("uvicorn", "httptools", "asyncio", "uvloop")),
-)
-
-
-def group_of(filename: str, function: str) -> str:
-    """The module group of one profiled function (built-ins by the method's owner)."""
-    text = filename if filename != "~" else function
-    for title, markers in MODULE_GROUPS:
-        if any(marker in text for marker in markers):
-            return title
-    if filename == "~" and ("_hashlib" in function or "openssl" in function.lower()):
-        return MODULE_GROUPS[0][0]
-    return "other (builtins, stdlib)"
+# Runs `sanscmp serve` with a CPU-time cProfile that SIGUSR1 starts and SIGUSR2 stops and dumps,
+# so start-up, imports and warm-up stay out of the profile.
+PROFILED_SERVE = """
+import cProfile, signal, sys, time
+from sanscmp.app.cli import main
+profiler = cProfile.Profile(time.process_time)
+def start(*_):
+    profiler.enable()
+def stop(*_):
+    profiler.disable()
+    profiler.dump_stats(sys.argv[1])
+signal.signal(signal.SIGUSR1, start)
+signal.signal(signal.SIGUSR2, stop)
+main(sys.argv[2:], prog_name="sanscmp")
+"""
 
 
 def cprofile_serve(args: argparse.Namespace, ready: Setup, transactions: int) -> None:
-    """cProfile a second `sanscmp serve` of the same directory under each profile's load."""
+    """cProfile a second `sanscmp serve` of the same directory under each profile's load.
+
+    Own time is grouped by module as in bench_engine.py (built-ins charged to their callers).
+    """
     import pstats
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import OTHER, group_of, grouped_own_time, short_path
 
     output = ready.pki.work / "serve.prof"
     port = BASE_PORT + 99
-    argv = [sys.executable, "-m", "cProfile", "-o", str(output), "-m", "sanscmp.app.cli"]
-    argv += ["serve", str(ready.pki.ca_dir), "--port", str(port)]
-    server = Server("c", "sanscmp serve (cProfile)", argv, port, ready.pki.work / "logs" / "p.log")
+    argv = [sys.executable, "-c", PROFILED_SERVE, str(output), "serve", str(ready.pki.ca_dir)]
+    server = Server(
+        "c", "sanscmp serve (cProfile)", [*argv, "--port", str(port)], port, ready.pki.work / "p"
+    )
     server.start()
     done = 0
     try:
+        for profile in args.profiles:  # warm-up: first requests of each kind
+            run_clients(ready.pki, server, profile, "explicit", 1, 2)
+        assert server.process is not None
+        server.process.send_signal(signal.SIGUSR1)
         for profile in args.profiles:
-            run_clients(ready.pki, server, profile, "explicit", 2, max(1, transactions // 2))
-            done += 2 * max(1, transactions // 2)
+            repeat = max(1, transactions // 2)
+            run_clients(ready.pki, server, profile, "explicit", 2, repeat)
+            done += 2 * repeat
+        server.process.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while not output.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
     finally:
-        server.stop(signal.SIGINT)  # uvicorn returns, cProfile writes its file
+        server.stop()
     stats = pstats.Stats(str(output))
-    groups: dict[str, float] = defaultdict(float)
-    total = 0.0
-    for (filename, _line, function), entry in stats.stats.items():  # type: ignore[attr-defined]
-        own = entry[2]
-        groups[group_of(filename, function)] += own
-        total += own
+    groups = grouped_own_time(stats)
+    total = sum(groups.values())
     print(
-        f"\ncProfile of sanscmp serve, {done} transactions ({', '.join(args.profiles)},"
-        " explicit confirm, 2 clients): own time by module group"
+        f"\ncProfile (CPU time) of sanscmp serve, {done} transactions"
+        f" ({', '.join(args.profiles)}; explicit confirm, 2 clients): own time by module group"
     )
     for title, seconds in sorted(groups.items(), key=lambda item: -item[1]):
         print(f"  {seconds / done * 1e6:8.0f} µs/tx {seconds / total:5.0%}  {title}")
-    print("  top own-time functions:")
-    rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:12]  # type: ignore[attr-defined]
-    for (filename, line, function), entry in rows:
-        where = f"{_short(filename)}:{line}({function})" if line else function
-        print(f"  {entry[2] / done * 1e6:8.0f} µs/tx {entry[1] / done:7.1f} calls/tx  {where}")
-
-
-def _short(filename: str) -> str:
-    for marker in ("site-packages/", "/work/main/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
+    print("  top own-time functions (profiled µs per transaction, calls per transaction):")
+    entries = stats.stats  # type: ignore[attr-defined]
+    for (filename, line, function), entry in sorted(entries.items(), key=lambda i: -i[1][2])[:15]:
+        where = f"{short_path(filename)}:{line}({function})" if line else function
+        group = group_of(filename, function) or OTHER
+        print(f"  {entry[2] / done * 1e6:8.0f} {entry[1] / done:8.1f}  {where}  [{group}]")
 
 
 def profiles_section(args: argparse.Namespace, ready: Setup) -> None:
@@ -750,10 +763,10 @@ def profiles_section(args: argparse.Namespace, ready: Setup) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="T=12, one repetition (~1-2 min)")
-    parser.add_argument("--reps", type=int, help="repetitions of every cell (default 4)")
+    parser.add_argument("--quick", action="store_true", help="T=24, one repetition (~1 min)")
+    parser.add_argument("--reps", type=int, help="repetitions of every cell (default 5)")
     parser.add_argument(
-        "--transactions", "-T", type=int, help="transactions per run, split over K (default 60)"
+        "--transactions", "-T", type=int, help="transactions per run, split over K (default 100)"
     )
     parser.add_argument("--clients", default="1,2,4", help="K values (default 1,2,4)")
     parser.add_argument("--profiles", default=",".join(PROFILES), help="pbm,ecdsa,rsa")
@@ -764,8 +777,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--verbose", "-v", action="store_true", help="progress lines")
     args = parser.parse_args()
-    args.reps = args.reps or (1 if args.quick else 4)
-    args.transactions = args.transactions or (12 if args.quick else 60)
+    args.reps = args.reps or (1 if args.quick else 5)
+    args.transactions = args.transactions or (24 if args.quick else 100)
     args.clients = [int(k) for k in args.clients.split(",")]
     args.profiles = [p for p in args.profiles.split(",") if p]
     args.confirm = [c for c in args.confirm.split(",") if c]
