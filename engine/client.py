@@ -26,6 +26,15 @@ incorrectData, the reason as statusString). certConf carries the certHash of eve
 received (RFC 9810 5.3.18). Encrypted certificates (encrCert, indirect POP) are decrypted with the
 request's private key. Implicit confirmation is asked for if configured and detected in the answer.
 
+Central key generation (RFC 9483 4.1.6, `CertRequestSpec(central_keygen=True)`): the template has
+no public key (or one with empty key bits naming the wanted algorithm) and there is no POPO. The
+answer's privateKey is decrypted with the shared secret (MAC credential) or the protection key
+(signature credential), the KGA's signature verified under `ClientConfig.kga_trust` (by default
+`trust` with EKU id-kp-cmKGA required, as OpenSSL's cmKGA purpose), and the key must belong to
+the certificate; then it is in `ClientResult.private_keys`. A key that fails any of this gets its
+certificate rejected in certConf, like a certificate that fails its checks. Both RFC 9483's key
+package and OpenSSL 3.5's bare key are read (`sanscmp.engine.keygen`).
+
 Polling (RFC 9810 5.3.22, RFC 9483 4.4): an ip/cp/kup with status waiting, or an error message
 with status waiting (delayed delivery of rp, genp or the pkiconf for certConf), starts polling;
 `check_after` tells how long to wait before sending the pollReq this engine returns. Polls for a
@@ -40,10 +49,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from asn1crypto.cms import EnvelopedData
 from asn1crypto.core import Boolean, Null, OctetBitString, OctetString, Void
 from asn1crypto.core import ObjectIdentifier as AsnObjectIdentifier
 from asn1crypto.crl import CRLReason
@@ -53,6 +63,7 @@ from asn1crypto.x509 import Certificate as Asn1Certificate
 from asn1crypto.x509 import Extensions, GeneralName, Name
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .asn1 import (
@@ -77,6 +88,7 @@ from .asn1 import (
 from .certhash import cert_hash
 from .envelope import RecipientPrivateKey, decrypt_certificate
 from .errors import (
+    BadAlg,
     BadDataFormat,
     BadRecipientNonce,
     BadRequest,
@@ -86,6 +98,7 @@ from .errors import (
     UnsupportedVersion,
     WrongAuthority,
 )
+from .keygen import CMKGA, open_private_key, same_public_key
 from .pbm import (
     DEFAULT_POLICY,
     DerivedKeyCache,
@@ -142,6 +155,8 @@ class ClientConfig:
     check_certificate: CertificateCheck | None = None  # accept or reject each new certificate
     mac_policy: MacPolicy = DEFAULT_POLICY  # bounds on the MAC parameters of responses
     cache: DerivedKeyCache = field(default_factory=DerivedKeyCache)
+    # who may sign centrally generated keys; None: `trust`, with EKU id-kp-cmKGA required
+    kga_trust: TrustConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +168,10 @@ class CertRequestSpec:
     for RSA, keyAgreement for EC/X25519/X448; decrypted with `decryption_key`, by default `key`).
     Without a subject the signature POPO goes over poposkInput, authenticated by the sender's
     name or, for a MAC credential, by a publicKeyMAC with the shared secret (RFC 4211 4.1).
+
+    `central_keygen`: the CA generates the key (RFC 9483 4.1.6): no `key`, `public_key` or
+    `decryption_key`, no POPO; `key_algorithm` (DER AlgorithmIdentifier, e.g. id-ecPublicKey with
+    its curve) names the wanted key type in the template's publicKey, its key bits left empty.
     """
 
     key: SigningKey | None = None  # private key: signature POPO over the request
@@ -163,6 +182,8 @@ class CertRequestSpec:
     not_after: datetime | None = None
     popo: str = "signature"  # or "raVerified", "encrCert"
     decryption_key: RecipientPrivateKey | None = None  # for an encrypted certificate
+    central_keygen: bool = False  # ask the CA to generate the key pair
+    key_algorithm: bytes | None = None  # DER AlgorithmIdentifier: the key type wanted, if any
 
 
 @dataclass(frozen=True)
@@ -204,6 +225,8 @@ class ClientResult:
     error_details: list[str] = field(default_factory=list)  # errorDetails of an error message
     implicit_confirm_granted: bool = False
     polls: int = 0  # pollReq messages sent
+    # centrally generated keys of accepted certificates, by certReqId
+    private_keys: dict[int, PrivateKeyTypes] = field(default_factory=dict)
 
     @property
     def fail_info(self) -> set[str]:
@@ -226,6 +249,7 @@ class _Requested:
 
     spki: bytes | None  # DER SubjectPublicKeyInfo asked for, to compare with the new certificate
     decryption_key: RecipientPrivateKey | None  # opens an encrypted certificate
+    central_keygen: bool = False  # the answer must carry the private key
 
 
 class ClientEngine:
@@ -286,6 +310,10 @@ class ClientEngine:
         messages = []
         requested: dict[int, _Requested] = {}
         for cert_req_id, spec in enumerate(specs):
+            if spec.central_keygen:
+                messages.append(self._central_keygen_request(cert_req_id, spec, old))
+                requested[cert_req_id] = _Requested(None, None, central_keygen=True)
+                continue
             spki = _spki(spec)
             subject = spec.subject if spec.subject is not None or old is None else old.subject
             controls = {"controls": [_old_cert_id(old)]} if old is not None else {}
@@ -300,6 +328,22 @@ class ClientEngine:
             messages.append({"certReq": cert_request, "popo": popo})
             requested[cert_req_id] = _Requested(spki, _decryption_key(spec))
         return ClientTransaction(self.config, PKIBody(name=body_type, value=messages), requested)
+
+    def _central_keygen_request(
+        self, cert_req_id: int, spec: CertRequestSpec, old: x509.Certificate | None
+    ) -> dict[str, object]:
+        """A CertReqMsg without POPO whose template has no key, or only the wanted algorithm."""
+        if spec.key is not None or spec.public_key is not None or spec.decryption_key is not None:
+            raise ValueError("central key generation takes no key: the CA generates it")
+        hint = None
+        if spec.key_algorithm is not None:
+            hint = _der_sequence(spec.key_algorithm + OctetBitString(b"").dump())
+        subject = spec.subject if spec.subject is not None or old is None else old.subject
+        controls = {"controls": [_old_cert_id(old)]} if old is not None else {}
+        cert_request = CertRequest(
+            {"certReqId": cert_req_id, "certTemplate": _template(spec, hint, subject), **controls}
+        )
+        return {"certReq": cert_request}
 
     def _popo(
         self, spec: CertRequestSpec, cert_request: CertRequest, spki: bytes | None, subject: bool
@@ -370,6 +414,7 @@ class ClientTransaction:
         self._wire_ids = {cert_req_id: cert_req_id for cert_req_id in requested}
         self._answered: set[int] = set()
         self._received: dict[int, x509.Certificate] = {}  # certificates to confirm
+        self._keys: dict[int, PrivateKeyTypes] = {}  # central keys, until their certs are confirmed
         self._entries = len(body.chosen) if body.name == "rr" else 0
         self._expected = _expected_bodies(body.name)
         self._poll_base: frozenset[str] | None = None  # final answers while polling
@@ -587,7 +632,9 @@ class ClientTransaction:
             if status in ("accepted", "grantedWithMods"):
                 certificate = self._certificate(cert_req_id, response)
                 self._received[cert_req_id] = certificate
-                reason = self._judge(cert_req_id, certificate, message)
+                reason = self._central_key(cert_req_id, response, certificate, message)
+                if reason is None:
+                    reason = self._judge(cert_req_id, certificate, message)
                 if reason is not None:
                     self.result.rejected[cert_req_id] = reason
             elif status == "rejection":
@@ -637,6 +684,62 @@ class ClientTransaction:
         if key is None:
             raise BadDataFormat(f"encrypted certificate for certReqId {cert_req_id}, no key")
         return _x509(Asn1Certificate.load(decrypt_certificate(sealed.chosen.untag(), key)))
+
+    def _central_key(
+        self, cert_req_id: int, response: Any, certificate: x509.Certificate, message: PKIMessage
+    ) -> str | None:
+        """Open the privateKey of a central key generation answer; why the certificate is
+        refused (no key, or one that does not decrypt, verify or fit), or None."""
+        wanted = self._requested[cert_req_id].central_keygen
+        sealed = response["certifiedKeyPair"]["privateKey"]
+        if not _present(sealed):
+            return (
+                "central key generation requested but no private key received" if wanted else None
+            )
+        if not wanted:
+            return "a private key was sent but central key generation was not requested"
+        if sealed.name != "envelopedData":
+            return "private key in EncryptedValue (deprecated) form: not supported"
+        try:
+            env = EnvelopedData.load(sealed.chosen.untag().dump())
+            opened = open_private_key(
+                env,
+                trust=self._kga_trust(),
+                now=self.config.clock(),
+                extra_certs=self.result.extra_certs,
+                **self._key_opener(),
+            )
+        except CmpError as error:
+            return f"private key not accepted: {error.text}"
+        if not same_public_key(opened.private_key, certificate):
+            return "the private key does not belong to the new certificate"
+        self._keys[cert_req_id] = opened.private_key
+        return None
+
+    def _kga_trust(self) -> TrustConfig:
+        config = self.config
+        if config.kga_trust is not None:
+            return config.kga_trust
+        if config.trust is None:
+            raise BadAlg("no trust anchors to verify the key generation authority with")
+        return replace(config.trust, extended_key_usage=CMKGA)
+
+    def _key_opener(self) -> dict[str, Any]:
+        """How this client opens an enveloped key: its shared secret or its protection key."""
+        credential = self.config.credential
+        if isinstance(credential, MacCredential):
+            return {"password": credential.secret}
+        if isinstance(credential, SignatureCredential):
+            key = credential.key
+            if isinstance(
+                key,
+                rsa.RSAPrivateKey
+                | ec.EllipticCurvePrivateKey
+                | x25519.X25519PrivateKey
+                | x448.X448PrivateKey,
+            ):
+                return {"decryption_key": key}
+        raise BadAlg("no shared secret or decryption-capable key to open the private key with")
 
     def _judge(
         self, cert_req_id: int, certificate: x509.Certificate, message: PKIMessage
@@ -691,6 +794,7 @@ class ClientTransaction:
             if cert_req_id not in self.result.rejected
         }
         self.result.certificates.update(accepted)
+        self.result.private_keys.update({i: k for i, k in self._keys.items() if i in accepted})
         if self._reported and self.body_type != "error":
             self.phase = Phase.failed
             return None

@@ -18,8 +18,8 @@ bare private key (i2d_PrivateKey) as id-data content, and its client reads only 
 clients; the client side here (`open_private_key`) reads both.
 
 The client side is `open_private_key`: decrypt with the shared secret or the protection key,
-verify the SignedData against the trust anchors with the signer's EKU id-kp-cmKGA required (as
-OpenSSL's cmKGA purpose does), and load the one key of the package.
+verify the SignedData against the trust anchors (with the signer's EKU id-kp-cmKGA required when
+the trust says so, as OpenSSL's cmKGA purpose does), and load the one key of the package.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any as AnyType
 
@@ -54,7 +54,14 @@ from .envelope import (
     envelope_to_certificate,
     envelope_with_password,
 )
-from .errors import BadAlg, BadDataFormat, BadMessageCheck, CmpError, DecodeError
+from .errors import (
+    BadAlg,
+    BadDataFormat,
+    BadMessageCheck,
+    CmpError,
+    DecodeError,
+    SignerNotTrusted,
+)
 from .protection import SignatureCredential
 from .signature import default_algorithm, load_public_key, sign, signature_hash_name, verify
 from .trust import TrustConfig, validate_signer
@@ -184,8 +191,9 @@ def open_private_key(
     """Decrypt a CertifiedKeyPair privateKey, verify the KGA's signature and load the key.
 
     `password` opens a password recipient, `decryption_key` a key transport or agreement one.
-    The signer must validate under `trust` (its `extended_key_usage`, if unset, is id-kp-cmKGA:
-    OpenSSL's cmKGA purpose); `extra_certs` (the message's) may complete its path. Raises the
+    The signer must validate under `trust`: set its `extended_key_usage` to `CMKGA` to require
+    what OpenSSL's cmKGA purpose does (the client engine does by default); `extra_certs` (the
+    message's) may complete its path. Raises the
     `CmpError` naming what failed: `BadAlg`, `BadDataFormat` (does not decrypt, malformed),
     `SignerNotTrusted`, `BadMessageCheck` (signature or digest wrong).
     """
@@ -210,7 +218,7 @@ def verify_signed_content(
     extra_certs: Sequence[x509.Certificate] = (),
 ) -> tuple[str, bytes, x509.Certificate]:
     """(eContentType, eContent, signer) of a SignedData (or a ContentInfo holding one) whose one
-    SignerInfo verifies with a certificate valid under `trust` (EKU id-kp-cmKGA by default)."""
+    SignerInfo verifies with a certificate valid under `trust`."""
     try:
         signed = _load_signed_data(signed_der)
         infos = list(signed["signer_infos"])
@@ -224,18 +232,17 @@ def verify_signed_content(
             raise BadDataFormat("SignedData without encapsulated content")
         pool = [*certificates, *extra_certs]
         signer = _find_signer(infos[0]["sid"], pool)
-        kga_trust = trust if trust.extended_key_usage is not None else _kga_trust(trust)
-        validate_signer(signer, [c for c in pool if c != signer], kga_trust, now)
+        try:
+            validate_signer(signer, [c for c in pool if c != signer], trust, now)
+        except SignerNotTrusted as error:
+            why = error.text.removeprefix("protection certificate not trusted: ")
+            raise SignerNotTrusted(f"KGA certificate not trusted: {why}") from None
         _check_signature(infos[0], content_type, content, signer)
     except CmpError:
         raise
     except _PARSE_ERRORS as exc:
         raise DecodeError(f"malformed SignedData: {type(exc).__name__}: {exc}") from None
     return str(content_type), content, signer
-
-
-def _kga_trust(trust: TrustConfig) -> TrustConfig:
-    return replace(trust, extended_key_usage=CMKGA)
 
 
 # ---- helpers -------------------------------------------------------------------------------------

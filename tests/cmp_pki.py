@@ -61,7 +61,11 @@ from sanscmp.engine.events import (
     TransactionExpired,
 )
 from sanscmp.engine.handlers import CmpServer, Handlers
-from sanscmp.engine.popo import template_public_key
+from sanscmp.engine.popo import (
+    central_keygen_requested,
+    p10cr_central_keygen_requested,
+    template_public_key,
+)
 from sanscmp.engine.protection import MacCredential, SignatureCredential, protect
 from sanscmp.engine.server import ServerConfig, ServerOptions
 from sanscmp.engine.transfer import run, server_perform
@@ -245,7 +249,9 @@ class IssuingCA:
     Knobs: `defer_kinds` ("cert", "rr", "genm", "certConf") are deferred on first sight and
     answered after `polls` pollReq messages got a pollRep; `reject_ids` are certReqIds refused
     with badCertTemplate; `accept_confirm` False refuses every certConf; `fail_with` makes the cert
-    request callback raise.
+    request callback raise. `central_keygen` says what a central key generation request gets:
+    None a badCertTemplate rejection, "ec" a fresh EC P-256 key (kept in `generated`), "omit" a
+    certificate without its key, "mismatch" a key of another certificate.
     """
 
     pki: TestPki = field(default_factory=pki)
@@ -255,6 +261,8 @@ class IssuingCA:
     reject_ids: frozenset[int] = frozenset()
     accept_confirm: bool = True
     fail_with: Exception | None = None
+    central_keygen: str | None = None
+    generated: dict[bytes, dict[int, Any]] = field(default_factory=dict)
     issued: dict[bytes, dict[int, x509.Certificate]] = field(default_factory=dict)
     confirmed: list[tuple[bytes, int]] = field(default_factory=list)
     revoked: list[int] = field(default_factory=list)
@@ -322,6 +330,13 @@ class IssuingCA:
         if cert_req_id in self.reject_ids:
             return Reject(FailInfo.badCertTemplate, f"certReqId {cert_req_id} refused")
         already = self.issued.get(tid, {}).get(cert_req_id)
+        central = (
+            central_keygen_requested(crm)
+            if crm is not None
+            else p10cr_central_keygen_requested(p10cr)
+        )
+        if central:
+            return self._central_keygen(tid, cert_req_id, crm, p10cr, already)
         if already is not None:
             return Issue(already, chain=(self.pki.ca_cert,))
         if crm is not None:
@@ -335,6 +350,35 @@ class IssuingCA:
         certificate = self.pki.issue(public_key, subject)
         self.issued.setdefault(tid, {})[cert_req_id] = certificate
         return Issue(certificate, chain=(self.pki.ca_cert,), ca_pubs=(self.pki.ca_cert,))
+
+    def _central_keygen(
+        self,
+        tid: bytes,
+        cert_req_id: int,
+        crm: CertReqMsg | None,
+        p10cr: Any,
+        already: x509.Certificate | None,
+    ) -> Issue | Reject:
+        """The answer to a central key generation request, as the `central_keygen` knob says."""
+        if self.central_keygen is None:
+            return Reject(FailInfo.badCertTemplate, "central key generation not supported")
+        key = self.generated.get(tid, {}).get(cert_req_id)
+        if key is None:
+            key = ec.generate_private_key(ec.SECP256R1())
+            self.generated.setdefault(tid, {})[cert_req_id] = key
+        if already is None:
+            if crm is not None:
+                subject = _x509_name(crm["certReq"]["certTemplate"]["subject"])
+            else:
+                subject = _x509_name(p10cr["certification_request_info"]["subject"])
+            already = self.pki.issue(key.public_key(), subject)
+            self.issued.setdefault(tid, {})[cert_req_id] = already
+        sent = {
+            "ec": key,
+            "omit": None,
+            "mismatch": ec.generate_private_key(ec.SECP256R1()),
+        }[self.central_keygen]
+        return Issue(already, chain=(self.pki.ca_cert,), private_key=sent)
 
     def process_rr(self, server: CmpServer, request: PKIMessage, issuer: Any, serial: Any) -> Any:
         tid = request["header"]["transactionID"].native
