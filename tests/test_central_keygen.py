@@ -68,6 +68,7 @@ EC_P256 = PublicKeyInfo.load(
     .public_key()
     .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 )["algorithm"].dump()  # DER AlgorithmIdentifier id-ecPublicKey / prime256v1: the hint
+RSA = bytes.fromhex("300d06092a864886f70d0101010500")  # rsaEncryption, as OpenSSL 3.5 hints
 
 
 @functools.cache
@@ -265,8 +266,9 @@ def test_server_own_credential_is_the_default_kga() -> None:
 
 def test_template_of_a_central_keygen_request() -> None:
     """No POPO; no publicKey, or the algorithm with empty key bits (as `openssl cmp
-    -centralkeygen` sends it); the event says central_keygen."""
-    for hint in (None, EC_P256):
+    -centralkeygen` sends it, e.g. rsaEncryption, whose empty bits hold no RSAPublicKey); the
+    event says central_keygen."""
+    for hint in (None, EC_P256, RSA):
         client = make_client("mac")
         transaction = client.ir([central(key_algorithm=hint)])
         (msg,) = transaction.request["body"].chosen

@@ -113,6 +113,19 @@ class OptionalValidity(Sequence):
     ]
 
 
+def _opaque_key(_spki: PublicKeyInfo) -> tuple[type, None]:
+    return (OctetBitString, None)
+
+
+class TemplatePublicKey(PublicKeyInfo):
+    """A template's SubjectPublicKeyInfo: the key bits stay an opaque BIT STRING, whatever the
+    algorithm. For central key generation (RFC 9483 4.1.6) they are empty, the algorithm only a
+    hint (`openssl cmp -centralkeygen` sends its own key's algorithm, e.g. rsaEncryption), which
+    asn1crypto's typed keys (an RSAPublicKey inside the bits) would refuse as malformed."""
+
+    _spec_callbacks = {**PublicKeyInfo._spec_callbacks, "public_key": _opaque_key}
+
+
 class CertTemplate(Sequence):
     _fields = [
         ("version", Version, {"implicit": 0, "optional": True}),
@@ -121,11 +134,18 @@ class CertTemplate(Sequence):
         ("issuer", Name, {"explicit": 3, "optional": True}),
         ("validity", OptionalValidity, {"implicit": 4, "optional": True}),
         ("subject", Name, {"explicit": 5, "optional": True}),
-        ("publicKey", PublicKeyInfo, {"implicit": 6, "optional": True}),
+        ("publicKey", TemplatePublicKey, {"implicit": 6, "optional": True}),
         ("issuerUID", BitString, {"implicit": 7, "optional": True}),
         ("subjectUID", BitString, {"implicit": 8, "optional": True}),
         ("extensions", Extensions, {"implicit": 9, "optional": True}),
     ]
+
+    def __setitem__(self, key: object, value: object) -> None:
+        """A plain `PublicKeyInfo` given for publicKey becomes a `TemplatePublicKey`."""
+        plain = isinstance(value, PublicKeyInfo) and not isinstance(value, TemplatePublicKey)
+        if key == "publicKey" and plain and isinstance(value, PublicKeyInfo):
+            value = TemplatePublicKey.load(value.untag().dump())
+        super().__setitem__(key, value)
 
 
 class CertId(Sequence):
