@@ -34,6 +34,7 @@ from sanscmp.engine.asn1 import (
 from sanscmp.engine.errors import BadRequest, FailInfo
 from sanscmp.engine.events import CertDecision, Defer, Issue, Reject, RevDecision, Revoked
 from sanscmp.engine.handlers import CmpServer, Handlers
+from sanscmp.engine.popo import central_keygen_requested, p10cr_central_keygen_requested
 from sanscmp.engine.responses import status_info
 
 Compat = Literal["3.0", "3.5"]
@@ -136,13 +137,15 @@ class MockHandlers:
             return Defer(responses.check_after)
         if responses.cert_out is None:
             raise BadRequest("no certificate to return: the mock server has no -rsp_cert")
-        if _central_keygen_requested(crm) and responses.key_out is None:
+        central = _central_keygen_requested(crm, p10cr)
+        if central and responses.key_out is None:
             raise BadRequest("central key generation requested but the mock has no -rsp_key")
         return Issue(
             responses.cert_out,
             chain=responses.chain_out,
             ca_pubs=responses.ca_pubs_out if body_type == "ir" else (),
             status_info=None if self._plain_accept() else responses.status_info(),
+            private_key=responses.key_out if central else None,
         )
 
     def process_rr(
@@ -372,9 +375,8 @@ def _check_cert_profile(request: PKIMessage) -> None:
             return
 
 
-def _central_keygen_requested(crm: CertReqMsg | None) -> bool:
-    """No POPO and no (or an empty) public key in the template (RFC 9483 4.1.6)."""
-    if crm is None or crm["popo"].native is not None:
-        return False
-    key = crm["certReq"]["certTemplate"]["publicKey"]
-    return key.native is None or not key["public_key"].contents[1:]
+def _central_keygen_requested(crm: CertReqMsg | None, p10cr: CertificationRequest | None) -> bool:
+    """The engine's rule (RFC 9483 4.1.6; for p10cr OpenSSL's empty key)."""
+    if crm is not None:
+        return central_keygen_requested(crm)
+    return p10cr is not None and p10cr_central_keygen_requested(p10cr)

@@ -290,3 +290,16 @@ def _defaults(**values: Any) -> dict[str, Any]:
         "grant_implicitconf",
     )
     return {**dict.fromkeys(flags, False), **values}
+
+
+def test_rsp_key_answers_central_key_generation() -> None:
+    clock = FixedClock()
+    server = mock_server(clock, key_out=NEW_KEY)
+    client = make_client(clock=clock, kga_trust=pki().trust)
+    spec = CertRequestSpec(central_keygen=True, subject=name("mock client"))
+    result = perform(server, client.ir([spec]))
+    assert result.certificates[0] == ISSUED
+    assert result.private_keys[0].public_key() == NEW_KEY.public_key()
+    without_key = mock_server(clock)
+    refused = perform(without_key, make_client(clock=clock, seed=b"2").ir([spec]))
+    assert refused.fail_info == {"badRequest"}
