@@ -134,7 +134,8 @@ def sign_content(
     content: bytes, content_type: str, kga: SignatureCredential, now: datetime
 ) -> bytes:
     """DER SignedData (RFC 5652 5) over `content` by `kga`: one SignerInfo with signed attributes
-    (contentType, signingTime, messageDigest), the KGA certificate first in `certificates`."""
+    (contentType, signingTime, messageDigest); the KGA certificate and its chain in
+    `certificates` (a DER SET OF, so in sorted rather than chain order)."""
     alg = kga.algorithm or default_algorithm(kga.key)
     digest = signature_hash_name(alg)
     if digest not in _DIGESTS:
