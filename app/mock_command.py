@@ -25,6 +25,7 @@ from sanscmp.engine.authentication import ProtectionPolicy
 from sanscmp.engine.errors import FailInfo
 from sanscmp.engine.events import ClientIdentity
 from sanscmp.engine.handlers import CmpServer
+from sanscmp.engine.keygen import KeyPackageFormat
 from sanscmp.engine.protection import MacCredential, SignatureCredential
 from sanscmp.engine.server import ServerConfig, ServerOptions
 from sanscmp.engine.trust import TrustConfig
@@ -208,6 +209,7 @@ def build_mock_server(values: dict[str, Any]) -> CmpServer:
         accept_raverified=values["accept_raverified"],
         grant_implicit_confirm=values["grant_implicitconf"],
         accept_unprotected_errors=values["accept_unprot_err"],
+        central_key_package=KeyPackageFormat.OPENSSL,  # what OpenSSL 3.5 clients can read
     )
     config = ServerConfig(
         name=_directory_name(srv_cert) if srv_cert is not None else null_dn(),
@@ -215,6 +217,7 @@ def build_mock_server(values: dict[str, Any]) -> CmpServer:
         random=os.urandom,
         authenticator=UnprotectedAnswers(policy) if values["send_unprotected"] else policy,
         options=options,
+        key_generation_authority=credential,  # also when -send_unprotected hides the policy
     )
     server = CmpServer(config)
     responses = mock_responses(values)

@@ -32,6 +32,7 @@ from sanscmp.app.openssl_inputs import InputError, config_options, read_password
 from sanscmp.engine.client import CertRequestSpec, Phase, RevocationSpec
 from sanscmp.engine.errors import FailInfo
 from sanscmp.engine.handlers import CmpServer
+from sanscmp.engine.keygen import KeyPackageFormat
 
 NEW_KEY = ec.generate_private_key(ec.SECP256R1())
 ISSUED = pki().issue(NEW_KEY.public_key(), name("mock issued"))
@@ -230,6 +231,7 @@ def test_options_become_responses_and_server(tmp_path: Path) -> None:
         build_mock_server(_defaults(srv_secret="pass:x"))
     server = build_mock_server(_defaults(srv_ref="r", srv_secret="pass:x", grant_implicitconf=True))
     assert server.engine.options.grant_implicit_confirm
+    assert server.engine.options.central_key_package is KeyPackageFormat.OPENSSL
 
 
 def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
