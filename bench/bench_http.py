@@ -1,7 +1,7 @@
 """End to end over HTTP: real `openssl cmp` clients against three CMP servers, CPU per transaction.
 
-Run: `python bench/bench_http.py` (about 12 minutes; `--quick` for a 1-2 minute smoke run;
-`--help` for the knobs). Linux only; needs `unshare`, `ip` and the `openssl` command (3.0+).
+Run: `python bench/bench_http.py` (about 7 minutes; `--quick` for a ~30 s smoke run; `--help`
+for the knobs). Linux only; needs `unshare`, `ip` and the `openssl` command (3.0+).
 
 Why a network namespace: OpenSSL's mock server (`openssl cmp -port`) binds every interface, so the
 whole bench re-executes itself inside a private network namespace (`unshare -n` as root,
@@ -763,7 +763,7 @@ def profiles_section(args: argparse.Namespace, ready: Setup) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="T=24, one repetition (~1 min)")
+    parser.add_argument("--quick", action="store_true", help="T=24, one repetition (~30 s)")
     parser.add_argument("--reps", type=int, help="repetitions of every cell (default 5)")
     parser.add_argument(
         "--transactions", "-T", type=int, help="transactions per run, split over K (default 100)"
