@@ -105,3 +105,32 @@ def test_quickack_is_rearmed_on_every_read(
     answers = endpoint.send_many("/.well-known/cmp", [client.genm([]).request.dump()] * 3)
     assert [a.status for a in answers] == [200] * 3
     assert len(armed) >= 3 and all(armed)
+
+
+def test_http_10_keep_alive_is_honoured(endpoint: HttpEndpoint, client: ClientEngine) -> None:
+    """`openssl cmp` 3.0 sends HTTP/1.0 with Connection: keep-alive: one connection serves the
+    whole transaction (uvicorn alone would close it after every response)."""
+    body = client.genm([]).request.dump()
+    request = (
+        b"POST /.well-known/cmp HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n"
+        b"Content-Type: application/pkixcmp\r\nContent-Length: %d\r\n\r\n" % len(body)
+    ) + body
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            header, _, rest = head.partition(b"\r\n\r\n")
+            assert header.startswith(b"HTTP/1.1 200")
+            assert b"connection: keep-alive" in header.lower()
+            length = int(header.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(rest) < length:
+                rest += sock.recv(65536)
+    plain = request.replace(b"Connection: keep-alive\r\n", b"")
+    with socket.create_connection(("127.0.0.1", endpoint.port), timeout=10) as sock:
+        sock.sendall(plain)
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes an HTTP/1.0 connection by default
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200")

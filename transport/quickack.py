@@ -5,6 +5,10 @@ TCP_NODELAY. On a kept-alive connection Linux delays the ACK of the header (the 
 interactive), the client's Nagle algorithm holds the body until that ACK comes, and every message
 after the first waits ~40 ms for the delayed-ACK timer. Re-arming TCP_QUICKACK whenever data
 arrives makes the kernel acknowledge at once; it costs one setsockopt per read.
+
+`openssl cmp` 3.0 also speaks HTTP/1.0 with `Connection: keep-alive`, which uvicorn answers by
+closing the connection: every message of a transaction then pays a new TCP connection. This
+protocol keeps such connections open and says so in the response, as HTTP/1.0 requires.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only; elsewhere a no-
 
 
 class QuickAckHttpProtocol(_Base):
-    """uvicorn's HTTP/1.1 protocol that re-arms TCP_QUICKACK on every read."""
+    """uvicorn's HTTP protocol that re-arms TCP_QUICKACK on every read and honours HTTP/1.0
+    keep-alive requests."""
 
     def connection_made(self, transport: Any) -> None:
         self._quickack_socket = transport.get_extra_info("socket")
@@ -34,6 +39,17 @@ class QuickAckHttpProtocol(_Base):
     def data_received(self, data: bytes) -> None:
         _quickack(self._quickack_socket)
         super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        if self.scope.get("http_version") == "1.0" and _asks_keep_alive(self.headers):
+            cycle.keep_alive = True
+            cycle.default_headers = [*cycle.default_headers, (b"connection", b"keep-alive")]
+
+
+def _asks_keep_alive(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"connection" and b"keep-alive" in value.lower() for name, value in headers)
 
 
 def _quickack(sock: Any) -> None:
