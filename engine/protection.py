@@ -13,6 +13,7 @@ is `SignerNotTrusted`; an extraCerts entry that is not a usable certificate is `
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -350,18 +351,34 @@ def _protected_part(header: PKIHeader, msg: PKIMessage) -> bytes:
 
 
 def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
-    if not _present(msg["extraCerts"]):
+    """The extraCerts as `cryptography` certificates; `BadDataFormat` for one that is unusable.
+
+    Each entry's DER is sliced from the SEQUENCE OF's content octets (no asn1crypto `Certificate` is
+    built per entry) and parsed through `_certificate`, which remembers recent certificates: a
+    client sends the same protection certificate and chain with every message.
+    """
+    extra = msg["extraCerts"]
+    if not _present(extra):
         return []
+    extra.dump()  # brings `contents` (inside the [1] EXPLICIT tag) up to date for a built message
     certs = []
-    for index, cert in enumerate(msg["extraCerts"]):
+    for index, der in enumerate(_tlvs(extra.contents)):
         try:
-            certs.append(x509.load_der_x509_certificate(cert.dump()))
+            certs.append(_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
             raise BadDataFormat(f"extraCerts[{index}] is not a usable certificate: {exc}") from None
     return certs
 
 
+@functools.lru_cache(maxsize=1024)
+def _certificate(der: bytes) -> x509.Certificate:
+    """A certificate parsed from DER, cached by those bytes (bounded; errors are not cached)."""
+    return x509.load_der_x509_certificate(der)
+
+
+@functools.lru_cache(maxsize=1024)
 def _public_key(cert: x509.Certificate) -> VerifyingKey:
+    """The key of a (candidate) protection certificate, cached per certificate DER."""
     try:
         spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -371,6 +388,27 @@ def _public_key(cert: x509.Certificate) -> VerifyingKey:
 
 def _to_asn1(cert: x509.Certificate) -> Asn1Certificate:
     return Asn1Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _tlv_end(der: bytes, offset: int) -> tuple[int, int]:
+    """(content start, end) of the DER TLV at `offset` (low-tag-number form, definite length)."""
+    length = der[offset + 1]
+    start = offset + 2
+    if length & 0x80:
+        start += length & 0x7F
+        length = int.from_bytes(der[offset + 2 : start], "big")
+    return start, start + length
+
+
+def _tlvs(content: bytes) -> list[bytes]:
+    """The consecutive TLVs of a constructed value's content octets, each as its own bytes."""
+    items = []
+    offset = 0
+    while offset < len(content):
+        end = _tlv_end(content, offset)[1]
+        items.append(content[offset:end])
+        offset = end
+    return items
 
 
 def _present(value: object) -> bool:

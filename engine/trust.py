@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,7 +100,11 @@ def validate_signer(
     config: TrustConfig,
     now: datetime,
 ) -> TrustedSigner:
-    """Validate `cert` at `now`: pinned, or a path to an anchor; `SignerNotTrusted` otherwise."""
+    """Validate `cert` at `now`: pinned, or a path to an anchor; `SignerNotTrusted` otherwise.
+
+    A successful validation is remembered (see `_ValidationCache`): the same client certificate
+    and chain arrive with every message, and RFC 5280 path building costs ~100 µs each time.
+    """
     if config.pinned is not None:
         if cert != config.pinned:
             raise SignerNotTrusted("the signer is not the pinned certificate")
@@ -107,6 +113,10 @@ def validate_signer(
         store = Store(list(config.anchors))
     else:
         raise SignerNotTrusted("no trust anchors configured")
+    untrusted = [c for c in (*extra_certs, *config.intermediates) if c != cert]
+    chain = _VALIDATIONS.get(cert, untrusted, config, now)
+    if chain is not None:
+        return TrustedSigner(cert, chain)
     verifier = (
         PolicyBuilder()
         .store(store)
@@ -115,12 +125,94 @@ def validate_signer(
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_ee_policy(config))
         .build_client_verifier()
     )
-    untrusted = [c for c in (*extra_certs, *config.intermediates) if c != cert]
     try:
         verified = verifier.verify(cert, untrusted)
     except VerificationError as exc:
         raise SignerNotTrusted(f"protection certificate not trusted: {exc}") from None
-    return TrustedSigner(cert, tuple(verified.chain))
+    chain = tuple(verified.chain)
+    _VALIDATIONS.put(cert, untrusted, config, chain)
+    return TrustedSigner(cert, chain)
+
+
+@dataclass(frozen=True)
+class _Validation:
+    config: TrustConfig  # held so that its id() in the key cannot be reused by another config
+    chain: tuple[x509.Certificate, ...]
+    not_before: datetime  # latest notBefore in the chain
+    not_after: datetime  # earliest notAfter in the chain
+
+
+_ValidationKey = tuple[x509.Certificate, tuple[x509.Certificate, ...], int]
+
+
+class _ValidationCache:
+    """Successful path validations, most recently used kept, at most `maxsize`.
+
+    Only successes are stored, so a lookup can never turn a failure into a success; a miss just
+    validates again. The key is everything the path depends on except time: the signer and the
+    untrusted certificates offered (`Certificate` equality is DER equality) and the very
+    `TrustConfig` object (anchors, pin, intermediates, EKU and depth; frozen, and compared by
+    identity so a config with other anchors never hits). The only time-dependent check of path
+    validation is each certificate's validity period, so a stored path is reused only while
+    `now` lies strictly inside all of them (boundaries and naive datetimes validate afresh).
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[_ValidationKey, _Validation] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        cert: x509.Certificate,
+        untrusted: Sequence[x509.Certificate],
+        config: TrustConfig,
+        now: datetime,
+    ) -> tuple[x509.Certificate, ...] | None:
+        """The stored path for these inputs if it is valid throughout at `now`, else None."""
+        if now.tzinfo is None:
+            return None
+        key = (cert, tuple(untrusted), id(config))
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.config is not config:
+                return None
+            self._entries.move_to_end(key)
+        if not entry.not_before < now < entry.not_after:
+            return None
+        return entry.chain
+
+    def put(
+        self,
+        cert: x509.Certificate,
+        untrusted: Sequence[x509.Certificate],
+        config: TrustConfig,
+        chain: tuple[x509.Certificate, ...],
+    ) -> None:
+        """Remember a path that has just been validated."""
+        entry = _Validation(
+            config,
+            chain,
+            max(c.not_valid_before_utc for c in chain),
+            min(c.not_valid_after_utc for c in chain),
+        )
+        key = (cert, tuple(untrusted), id(config))
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget every stored validation."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_VALIDATIONS = _ValidationCache(maxsize=1024)
 
 
 def _ca_key_usage(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
@@ -165,8 +257,23 @@ def _sender_name(header: PKIHeader) -> bytes | None:
     sender: GeneralName = header["sender"]
     if sender.name != "directory_name":
         raise BadMessageCheck("a signature-protected message needs a directoryName sender")
-    name: Name = sender.chosen
-    return None if len(name.chosen) == 0 else bytes(name.untag().dump())  # as in a certificate
+    # The Name is the content of the [4] EXPLICIT tag: slicing the GeneralName's DER spares
+    # asn1crypto parsing the Name (and `untag()` copying it) on every message.
+    name_der = _explicit_content(sender.dump())
+    return None if name_der == _EMPTY_NAME else name_der
+
+
+_EMPTY_NAME = b"\x30\x00"  # the NULL-DN: an empty RDNSequence
+
+
+def _explicit_content(der: bytes) -> bytes:
+    """The content octets of one DER TLV (here an EXPLICIT tag around a single value)."""
+    length = der[1]
+    start = 2
+    if length & 0x80:
+        start += length & 0x7F
+        length = int.from_bytes(der[2:start], "big")
+    return der[start : start + length]
 
 
 def names_match(a_der: bytes, b_der: bytes) -> bool:
@@ -178,7 +285,7 @@ def names_match(a_der: bytes, b_der: bytes) -> bool:
 
 
 def _subject_is(cert: x509.Certificate, sender_der: bytes) -> bool:
-    return names_match(cert.subject.public_bytes(), sender_der)
+    return names_match(_subject_der(cert), sender_der)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -192,15 +299,25 @@ def _normalized(name_der: bytes) -> str | None:
     return hashable
 
 
-def _matches(cert: x509.Certificate, sender: bytes | None, kid: bytes | None) -> bool:
-    if sender is not None and not _subject_is(cert, sender):
-        return False
-    if kid is None:
-        return True
+@functools.lru_cache(maxsize=1024)
+def _subject_der(cert: x509.Certificate) -> bytes:
+    """The DER subject of `cert`; cached per certificate (keyed by its DER) as it recurs."""
+    return cert.subject.public_bytes()
+
+
+@functools.lru_cache(maxsize=1024)
+def _subject_key_id(cert: x509.Certificate) -> bytes | None:
+    """The subjectKeyIdentifier of `cert`; None if it has none or its extensions are malformed."""
     try:
         skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     except x509.ExtensionNotFound:
-        return False  # like OpenSSL: a senderKID needs a certificate that has an SKID
+        return None  # like OpenSSL: a senderKID needs a certificate that has an SKID
     except ValueError:  # malformed extensions: not a certificate that can be the signer's
+        return None
+    return bytes(skid.digest)
+
+
+def _matches(cert: x509.Certificate, sender: bytes | None, kid: bytes | None) -> bool:
+    if sender is not None and not _subject_is(cert, sender):
         return False
-    return bool(skid.digest == kid)
+    return kid is None or _subject_key_id(cert) == kid
