@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from asn1crypto.core import OctetBitString, Void
-from asn1crypto.x509 import Certificate as Asn1Certificate
-from asn1crypto.x509 import Name
+from asn1crypto.core import Void
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .asn1 import AlgorithmIdentifier, PKIHeader, PKIMessage
+from .asn1 import NULL_DN_DER, AlgorithmIdentifier, PKIMessage
+from .encode import BIT_STRING, contents_of, explicit, octet_string, sequence, split, tlv
 from .errors import BadAlg, BadDataFormat, BadMessageCheck, SignerNotTrusted, WrongIntegrity
 from .pbm import (
     DEFAULT_POLICY,
@@ -173,32 +172,27 @@ def protect(
     senderKID is the certificate's SKID (removed if it has none), a NULL-DN sender becomes the
     certificate's subject (any other sender must already be it), and the certificate and its chain
     go first in extraCerts, before any certificates `msg` already carries.
+
+    The message is put together from its DER (see `encode`): the header's fields are taken as
+    encoded and only the protection fields are replaced, so the header is encoded once and the
+    protected part is exactly what is sent. The result is a lazily parsed `PKIMessage`.
     """
-    header: PKIHeader = msg["header"].copy()
-    extra = list(msg["extraCerts"]) if _present(msg["extraCerts"]) else []
+    header, body, extra = _unprotected_parts(msg)
     if isinstance(credential, MacCredential):
         params, alg = _mac_parameters(credential.scheme, random_bytes)
-        header["protectionAlg"] = alg
-        header["senderKID"] = credential.reference
-        data = _protected_part(header, msg)
-        value = compute_mac(params, credential.secret, data, cache)
+        header = _protected_header(header, alg, credential.reference)
+        value = compute_mac(params, credential.secret, sequence(header, body), cache)
     else:
         alg = credential.algorithm or default_algorithm(credential.key)
-        _set_signer_identity(header, credential.certificate)
-        header["protectionAlg"] = alg
-        data = _protected_part(header, msg)
-        value = sign(credential.key, alg, data)
-        own = [_to_asn1(c) for c in (credential.certificate, *credential.chain)]
-        own_der = {c.dump() for c in own}
-        extra = own + [c for c in extra if c.dump() not in own_der]
-    fields: dict[str, object] = {
-        "header": header,
-        "body": msg["body"],
-        "protection": OctetBitString(value),
-    }
+        signer = _signer_der(credential.certificate)
+        header = _protected_header(header, alg, signer.key_id, signer.subject)
+        value = sign(credential.key, alg, sequence(header, body))
+        own = [signer.certificate, *(_certificate_der(c) for c in credential.chain)]
+        extra = own + [c for c in extra if c not in own]
+    parts = [header, body, explicit(0, tlv(BIT_STRING, b"\x00" + value))]
     if extra:
-        fields["extraCerts"] = extra
-    return PKIMessage(fields)
+        parts.append(explicit(1, sequence(*extra)))
+    return PKIMessage(contents=b"".join(parts))
 
 
 def verify_protection(
@@ -329,25 +323,68 @@ def _scheme_of(params: MacParameters) -> PbmScheme | Pbmac1Scheme:
     )
 
 
-def _set_signer_identity(header: PKIHeader, cert: x509.Certificate) -> None:
-    subject = cert.subject.public_bytes()
-    sender = header["sender"]
-    if sender.name != "directory_name":
+def _unprotected_parts(msg: PKIMessage) -> tuple[bytes, bytes, list[bytes]]:
+    """The DER of `msg`'s header and body, and of each certificate in its extraCerts."""
+    fields = split(msg.contents)  # header, body, then [0] protection and [1] extraCerts if present
+    extra: list[bytes] = []
+    for tagged in fields[2:]:
+        if tagged[0] == 0xA1:
+            extra = split(contents_of(contents_of(tagged)))  # [1] EXPLICIT SEQUENCE OF
+    return fields[0], fields[1], extra
+
+
+def _protected_header(
+    header: bytes, alg: AlgorithmIdentifier, sender_kid: bytes | None, subject: bytes | None = None
+) -> bytes:
+    """The DER of `header` with protectionAlg and senderKID (None: absent) set; with `subject`
+    (the DER Name of a signer), a NULL-DN sender becomes that name and any other must equal it."""
+    pvno, sender, recipient, *optional = split(contents_of(header))
+    if subject is not None:
+        sender = _signer_sender(sender, subject)
+    tagged = {field[0]: field for field in optional}  # [0]..[8] by their identifier octet
+    tagged[0xA1] = explicit(1, alg.dump())
+    if sender_kid is None:
+        tagged.pop(0xA2, None)
+    else:
+        tagged[0xA2] = explicit(2, octet_string(sender_kid))
+    return sequence(pvno, sender, recipient, *(tagged[tag] for tag in sorted(tagged)))
+
+
+def _signer_sender(sender: bytes, subject: bytes) -> bytes:
+    """The sender GeneralName for a signature by the holder of `subject`."""
+    if sender[0] != 0xA4:  # [4] directoryName
         raise ValueError("signature protection needs a directoryName sender")
-    if len(sender.chosen.chosen) == 0:
-        header["sender"] = {"directory_name": Name.load(subject)}
-    elif not names_match(sender.chosen.untag().dump(), subject):
+    if sender == NULL_DN_DER:
+        return explicit(4, subject)
+    if not names_match(contents_of(sender), subject):
         raise ValueError("sender is not the subject of the protection certificate")
+    return sender
+
+
+@dataclass(frozen=True)
+class _SignerDer:
+    """What signing with a certificate puts into a message, as DER: the certificate, its subject
+    (the sender) and its SKID (the senderKID; None if it has none)."""
+
+    certificate: bytes
+    subject: bytes
+    key_id: bytes | None
+
+
+@functools.lru_cache(maxsize=64)
+def _signer_der(cert: x509.Certificate) -> _SignerDer:
+    """The `_SignerDer` of a protection certificate; cached, as a server signs with one key."""
     try:
         skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
-        header["senderKID"] = None
-    else:
-        header["senderKID"] = skid
+        skid = None
+    return _SignerDer(_certificate_der(cert), cert.subject.public_bytes(), skid)
 
 
-def _protected_part(header: PKIHeader, msg: PKIMessage) -> bytes:
-    return _der_sequence(header.dump() + msg["body"].dump())
+@functools.lru_cache(maxsize=256)
+def _certificate_der(cert: x509.Certificate) -> bytes:
+    """The DER of a credential's certificate (its chain is sent with every message)."""
+    return cert.public_bytes(Encoding.DER)
 
 
 def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
@@ -384,10 +421,6 @@ def _public_key(cert: x509.Certificate) -> VerifyingKey:
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise BadAlg(f"unusable public key in the protection certificate: {exc}") from None
     return load_public_key(spki)
-
-
-def _to_asn1(cert: x509.Certificate) -> Asn1Certificate:
-    return Asn1Certificate.load(cert.public_bytes(Encoding.DER))
 
 
 def _tlv_end(der: bytes, offset: int) -> tuple[int, int]:
