@@ -398,8 +398,12 @@ def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
     if not _present(extra):
         return []
     extra.dump()  # brings `contents` (inside the [1] EXPLICIT tag) up to date for a built message
+    try:
+        ders = split(extra.contents)
+    except ValueError as exc:
+        raise BadDataFormat(f"malformed extraCerts: {exc}") from None
     certs = []
-    for index, der in enumerate(_tlvs(extra.contents)):
+    for index, der in enumerate(ders):
         try:
             certs.append(_certificate(der))
         except (ValueError, x509.InvalidVersion) as exc:
@@ -421,27 +425,6 @@ def _public_key(cert: x509.Certificate) -> VerifyingKey:
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise BadAlg(f"unusable public key in the protection certificate: {exc}") from None
     return load_public_key(spki)
-
-
-def _tlv_end(der: bytes, offset: int) -> tuple[int, int]:
-    """(content start, end) of the DER TLV at `offset` (low-tag-number form, definite length)."""
-    length = der[offset + 1]
-    start = offset + 2
-    if length & 0x80:
-        start += length & 0x7F
-        length = int.from_bytes(der[offset + 2 : start], "big")
-    return start, start + length
-
-
-def _tlvs(content: bytes) -> list[bytes]:
-    """The consecutive TLVs of a constructed value's content octets, each as its own bytes."""
-    items = []
-    offset = 0
-    while offset < len(content):
-        end = _tlv_end(content, offset)[1]
-        items.append(content[offset:end])
-        offset = end
-    return items
 
 
 def _present(value: object) -> bool:

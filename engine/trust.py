@@ -33,7 +33,8 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from .asn1 import PKIHeader
+from .asn1 import NULL_DN_DER, PKIHeader
+from .encode import contents_of
 from .errors import BadMessageCheck, SignerNotTrusted
 
 ANY_EXTENDED_KEY_USAGE = x509.ObjectIdentifier("2.5.29.37.0")
@@ -259,21 +260,8 @@ def _sender_name(header: PKIHeader) -> bytes | None:
         raise BadMessageCheck("a signature-protected message needs a directoryName sender")
     # The Name is the content of the [4] EXPLICIT tag: slicing the GeneralName's DER spares
     # asn1crypto parsing the Name (and `untag()` copying it) on every message.
-    name_der = _explicit_content(sender.dump())
-    return None if name_der == _EMPTY_NAME else name_der
-
-
-_EMPTY_NAME = b"\x30\x00"  # the NULL-DN: an empty RDNSequence
-
-
-def _explicit_content(der: bytes) -> bytes:
-    """The content octets of one DER TLV (here an EXPLICIT tag around a single value)."""
-    length = der[1]
-    start = 2
-    if length & 0x80:
-        start += length & 0x7F
-        length = int.from_bytes(der[2:start], "big")
-    return der[start : start + length]
+    der = sender.dump()
+    return None if der == NULL_DN_DER else contents_of(der)
 
 
 def names_match(a_der: bytes, b_der: bytes) -> bool:
