@@ -17,6 +17,7 @@ encrypt to the key) is `badAlg`: the client could succeed with another algorithm
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from .asn1 import (
     ProofOfPossession,
     load_der,
 )
+from .encode import contents_of, split
 from .envelope import check_recipient_key
 from .errors import BadAlg, BadPOP, DecodeError
 from .pbm import DEFAULT_POLICY, DerivedKeyCache, MacPolicy, parse_mac_algorithm, verify_mac
@@ -291,14 +293,25 @@ def _check_key_use(oid: str, kind: str) -> None:
 
 
 def _spki_parts(spki_der: bytes) -> tuple[str, bytes]:
-    """(algorithm OID, subjectPublicKey bits) without typing the key (asn1crypto cannot: ML-DSA)."""
+    """(algorithm OID, subjectPublicKey bits) without typing the key (asn1crypto cannot: ML-DSA).
+
+    Read straight from the DER: SEQUENCE { SEQUENCE { OID, ... }, BIT STRING }.
+    """
     try:
-        seq = core.Sequence.load(spki_der)
-        oid = core.ObjectIdentifier.load(seq[0][0].dump()).dotted
-        bits = core.BitString.load(seq[1].dump()).contents[1:]
+        (spki,) = split(spki_der)
+        algorithm, public_key = split(contents_of(spki))
+        oid = split(contents_of(algorithm))[0]
+        if (spki[0], algorithm[0], oid[0], public_key[0]) != (0x30, 0x30, 0x06, 0x03):
+            raise ValueError("unexpected tags")
+        return _dotted(oid), contents_of(public_key)[1:]
     except _PARSE_ERRORS as exc:
         raise DecodeError(f"malformed SubjectPublicKeyInfo: {exc}") from None
-    return str(oid), bytes(bits)
+
+
+@functools.lru_cache(maxsize=256)
+def _dotted(oid_der: bytes) -> str:
+    """The dotted form of a DER OBJECT IDENTIFIER (cached: a few key algorithms recur)."""
+    return str(core.ObjectIdentifier.load(oid_der).dotted)
 
 
 def _sequence_der(contents: bytes) -> bytes:

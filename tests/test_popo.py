@@ -29,6 +29,7 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sanscmp.engine import popo as popo_module
 from sanscmp.engine.asn1 import (
     AlgorithmIdentifier,
     CertReqMsg,
@@ -707,3 +708,38 @@ def test_openssl_request_flipped_template_is_bad_pop() -> None:
                 _verify_message(mutated)
         except CmpError as exc:  # pragma: no cover - reported with the file name
             pytest.fail(f"{file}: {exc!r}")
+
+
+# ---- reading a SubjectPublicKeyInfo from its DER ------------------------------------------------
+
+
+@pytest.mark.parametrize("key_name", SIGNING_KEYS)
+def test_spki_parts_agree_with_a_full_parse(key_name: str) -> None:
+    spki = _spki_der(SIGNING_KEYS[key_name])
+    parsed = popo_module.core.Sequence.load(spki)
+    expected_oid = popo_module.core.ObjectIdentifier.load(parsed[0][0].dump()).dotted
+    expected_bits = popo_module.core.BitString.load(parsed[1].dump()).contents[1:]
+    assert popo_module._spki_parts(spki) == (expected_oid, expected_bits)
+
+
+def test_spki_parts_of_an_empty_public_key() -> None:
+    spki = bytes.fromhex("3010300b0609608648016503040312030100")
+    assert popo_module._spki_parts(spki) == ("2.16.840.1.101.3.4.3.18", b"")
+
+
+@pytest.mark.parametrize(
+    "spki_hex",
+    [
+        "",
+        "30",
+        "3003020100",  # no BIT STRING
+        "300730020500030100",  # no OID in the AlgorithmIdentifier
+        "300a31050603550403030100",  # AlgorithmIdentifier is a SET
+        "3007300506035504030301",  # truncated
+        "300a3005060355040303010000",  # trailing bytes
+        "300a30050603550403040100",  # OCTET STRING instead of BIT STRING
+    ],
+)
+def test_malformed_spki_is_a_decode_error(spki_hex: str) -> None:
+    with pytest.raises(DecodeError):
+        popo_module._spki_parts(bytes.fromhex(spki_hex))
