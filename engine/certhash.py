@@ -7,12 +7,12 @@ CertStatus.hashAlg instead, which a pvno 2 message must not carry.
 
 from __future__ import annotations
 
+import functools
 import hmac
-
-from asn1crypto.x509 import Certificate
 
 from .asn1 import AlgorithmIdentifier, CertStatus, load_der
 from .digests import digest, owf_name
+from .encode import contents_of, split
 from .errors import BadCertId, BadRequest, DecodeError, UnsupportedVersion
 from .signature import signature_hash_name
 
@@ -21,12 +21,7 @@ _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
 
 def certificate_signature_algorithm(cert_der: bytes) -> AlgorithmIdentifier:
     """The signatureAlgorithm of a DER certificate as a CMP `AlgorithmIdentifier`."""
-    try:
-        # Only the outer SEQUENCE is parsed: keys asn1crypto cannot type (ML-DSA) do not matter.
-        alg_der = Certificate.load(cert_der)["signature_algorithm"].dump()
-    except _PARSE_ERRORS as exc:
-        raise DecodeError(f"malformed certificate: {exc}") from None
-    return load_der(AlgorithmIdentifier, alg_der)
+    return load_der(AlgorithmIdentifier, _signature_algorithm_der(cert_der))
 
 
 def cert_hash(
@@ -41,11 +36,32 @@ def cert_hash(
     """
     if hash_alg is not None:
         name = owf_name(hash_alg)
-    else:
-        if signature_alg is None:
-            signature_alg = certificate_signature_algorithm(cert_der)
+    elif signature_alg is not None:
         name = signature_hash_name(signature_alg)
+    else:
+        name = _signature_hash_name(_signature_algorithm_der(cert_der))
     return digest(name, cert_der)
+
+
+def _signature_algorithm_der(cert_der: bytes) -> bytes:
+    """The DER signatureAlgorithm of Certificate ::= SEQUENCE { tbs, signatureAlgorithm, sig }.
+
+    Sliced from the octets: no certificate parse, and keys asn1crypto cannot type do not matter.
+    """
+    try:
+        (cert,) = split(cert_der)
+        _tbs, algorithm, _signature = split(contents_of(cert))
+    except _PARSE_ERRORS as exc:
+        raise DecodeError(f"malformed certificate: {exc}") from None
+    if cert[0] != 0x30 or algorithm[0] != 0x30:
+        raise DecodeError("malformed certificate: not a SEQUENCE")
+    return algorithm
+
+
+@functools.lru_cache(maxsize=64)
+def _signature_hash_name(algorithm_der: bytes) -> str:
+    """The digest of a DER signature algorithm (cached: a CA signs with one or a few)."""
+    return signature_hash_name(load_der(AlgorithmIdentifier, algorithm_der))
 
 
 def check_cert_hash(cert_der: bytes, cert_status: CertStatus, pvno: int) -> None:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from asn1crypto.x509 import Certificate
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
@@ -15,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from sanscmp.engine.asn1 import AlgorithmIdentifier, CertStatus, PKIMessage, load_der
 from sanscmp.engine.certhash import cert_hash, certificate_signature_algorithm, check_cert_hash
-from sanscmp.engine.errors import BadAlg, BadCertId, BadRequest, UnsupportedVersion
+from sanscmp.engine.errors import BadAlg, BadCertId, BadRequest, DecodeError, UnsupportedVersion
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openssl"
 
@@ -221,3 +222,32 @@ def _confirms(cert_der: bytes, status: CertStatus, pvno: int) -> bool:
     except BadCertId:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    "der_hex",
+    [
+        "",
+        "30",  # truncated
+        "3000",  # no fields
+        "30020300",  # one field
+        "300630003000030000",  # trailing octet
+        "310630003000030100",  # a SET
+        "3006300004000300",  # signatureAlgorithm is an OCTET STRING
+    ],
+)
+def test_malformed_certificate_is_a_decode_error(der_hex: str) -> None:
+    with pytest.raises(DecodeError):
+        cert_hash(bytes.fromhex(der_hex))
+
+
+def test_an_unknown_signature_algorithm_stays_bad_alg() -> None:
+    der, _ = CERTS[sorted(CERTS)[0]]
+    unknown = AlgorithmIdentifier({"algorithm": "1.2.3.4"}).dump()
+    cert = load_der(Certificate, der)
+    tbs, signature = cert["tbs_certificate"].dump(), cert["signature_value"].dump()
+    content = tbs + unknown + signature
+    forged = b"\x30\x82" + len(content).to_bytes(2, "big") + content
+    for _ in range(2):  # a failure is not remembered as a digest
+        with pytest.raises(BadAlg):
+            cert_hash(forged)
