@@ -1,6 +1,11 @@
 """Response bodies and headers (RFC 9810 5.1.1, 5.3): ip/cp/kup, rp, genp, pkiconf, pollRep, error.
 
 Everything here is unprotected; the server engine protects the finished message.
+
+Headers, bodies and messages are written as DER from parts encoded once (see `encode`) and come
+back as lazily parsed asn1crypto values: building them field by field would make asn1crypto copy
+every explicitly tagged part (a certificate inside CertOrEncCert, the body inside PKIBody) and
+encode the header again when it is protected.
 """
 
 from __future__ import annotations
@@ -9,29 +14,37 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from asn1crypto.cms import EnvelopedData
-from asn1crypto.core import Null
+from asn1crypto.core import GeneralizedTime, Integer, Null
 from asn1crypto.x509 import Certificate as AsnCertificate
 from asn1crypto.x509 import GeneralName
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import Certificate
 
 from .asn1 import (
-    CertOrEncCert,
-    CertRepMessage,
     CertResponse,
     EncryptedKey,
     ErrorMsgContent,
     InfoTypeAndValue,
+    InfoTypeAndValues,
     PKIBody,
     PKIHeader,
+    PKIMessage,
     PKIStatusInfo,
     PollRep,
+    RevRepContent,
     null_dn,
 )
+from .encode import explicit, octet_string, sequence
 from .errors import FailInfo
 
 # Body of the response to each request type.
 RESPONSE_TO = {"ir": "ip", "cr": "cp", "kur": "kup", "p10cr": "cp"}
+
+# The [n] EXPLICIT tag number of each PKIBody alternative.
+_BODY_TAGS = {name: params["explicit"] for name, _, params in PKIBody._alternatives}
+
+# generalInfo (without its [8] tag) granting implicit confirmation.
+_IMPLICIT_CONFIRM = InfoTypeAndValues([{"infoType": "implicitConfirm", "infoValue": Null()}]).dump()
 
 
 FailBits = FailInfo | frozenset[FailInfo] | None
@@ -58,22 +71,36 @@ def response_header(
     implicit_confirm: bool = False,
 ) -> PKIHeader:
     """The header of an answer to `request`: its pvno and transactionID, recipNonce = its nonce."""
-    value: dict[str, object] = {
-        "pvno": _pvno_of(request),
-        "sender": sender,
-        "recipient": _recipient_of(request),
-        "messageTime": now.astimezone(UTC).replace(microsecond=0),
-        "senderNonce": sender_nonce,
-    }
-    if request["transactionID"].native is not None:
-        value["transactionID"] = request["transactionID"].native
-    if request["senderNonce"].native is not None:
-        value["recipNonce"] = request["senderNonce"].native
-    if request["senderKID"].native is not None:
-        value["recipKID"] = request["senderKID"].native
+    time = GeneralizedTime(now.astimezone(UTC).replace(microsecond=0))
+    fields = [
+        Integer(_pvno_of(request)).dump(),
+        sender.dump(),
+        _recipient_of(request).dump(),
+        explicit(0, time.dump()),
+    ]
+    recip_kid = request["senderKID"].native
+    if recip_kid is not None:
+        fields.append(explicit(3, octet_string(recip_kid)))
+    transaction_id = request["transactionID"].native
+    if transaction_id is not None:
+        fields.append(explicit(4, octet_string(transaction_id)))
+    fields.append(explicit(5, octet_string(sender_nonce)))
+    recip_nonce = request["senderNonce"].native
+    if recip_nonce is not None:
+        fields.append(explicit(6, octet_string(recip_nonce)))
     if implicit_confirm:
-        value["generalInfo"] = [{"infoType": "implicitConfirm", "infoValue": Null()}]
-    return PKIHeader(value)
+        fields.append(explicit(8, _IMPLICIT_CONFIRM))
+    return PKIHeader(contents=b"".join(fields))
+
+
+def unprotected_message(
+    header: PKIHeader, body: PKIBody, extra_certs: Sequence[Certificate] = ()
+) -> PKIMessage:
+    """The PKIMessage of `header` and `body`, with `extra_certs` (if any) as its extraCerts."""
+    parts = [header.dump(), body.dump()]
+    if extra_certs:
+        parts.append(explicit(1, sequence(*(c.public_bytes(Encoding.DER) for c in extra_certs))))
+    return PKIMessage(contents=b"".join(parts))
 
 
 def cert_response(
@@ -81,43 +108,47 @@ def cert_response(
     info: PKIStatusInfo,
     certificate: Certificate | None = None,
     encrypted: EnvelopedData | None = None,
+    private_key: EnvelopedData | None = None,
 ) -> CertResponse:
-    """One CertResponse: the certificate in clear, or encrypted (EnvelopedData), or none."""
-    value: dict[str, object] = {"certReqId": cert_req_id, "status": info}
+    """One CertResponse: the certificate in clear, or encrypted (EnvelopedData), or none; with
+    a centrally generated `private_key` (EnvelopedData) if there is one."""
+    fields = [Integer(cert_req_id).dump(), info.dump()]
+    pair = []  # CertifiedKeyPair
     if certificate is not None:
-        chosen = CertOrEncCert(name="certificate", value=asn1_certificate(certificate))
-        value["certifiedKeyPair"] = {"certOrEncCert": chosen}
+        pair.append(explicit(0, certificate.public_bytes(Encoding.DER)))  # CertOrEncCert
     elif encrypted is not None:
-        sealed = EncryptedKey(name="envelopedData", value=encrypted)
-        value["certifiedKeyPair"] = {
-            "certOrEncCert": CertOrEncCert(name="encryptedCert", value=sealed)
-        }
-    return CertResponse(value)
+        pair.append(explicit(1, _enveloped_key(encrypted)))
+    if pair and private_key is not None:
+        pair.append(explicit(0, _enveloped_key(private_key)))
+    if pair:
+        fields.append(sequence(*pair))
+    return CertResponse(contents=b"".join(fields))
 
 
 def cert_rep_body(
     body_type: str, responses: Iterable[CertResponse], ca_pubs: Sequence[Certificate] = ()
 ) -> PKIBody:
     """An ip, cp or kup body."""
-    value: dict[str, object] = {"response": list(responses)}
+    fields = []
     if ca_pubs:
-        value["caPubs"] = [asn1_certificate(c) for c in ca_pubs]
-    return PKIBody(name=body_type, value=CertRepMessage(value))
+        fields.append(explicit(1, sequence(*(c.public_bytes(Encoding.DER) for c in ca_pubs))))
+    fields.append(sequence(*(response.dump() for response in responses)))
+    return _body(body_type, sequence(*fields))
 
 
 def rev_rep_body(statuses: Iterable[PKIStatusInfo]) -> PKIBody:
     """An rp body with one status per RevDetails of the rr."""
-    return PKIBody(name="rp", value={"status": list(statuses)})
+    return _body("rp", RevRepContent({"status": list(statuses)}).dump())
 
 
 def genp_body(items: Iterable[InfoTypeAndValue]) -> PKIBody:
     """A genp body (may be empty)."""
-    return PKIBody(name="genp", value=list(items))
+    return _body("genp", InfoTypeAndValues(list(items)).dump())
 
 
 def pkiconf_body() -> PKIBody:
     """The pkiconf body (NULL)."""
-    return PKIBody(name="pkiconf", value=Null())
+    return _body("pkiconf", Null().dump())
 
 
 def poll_rep_body(cert_req_ids: Iterable[int], check_after: int, reason: str = "") -> PKIBody:
@@ -127,8 +158,8 @@ def poll_rep_body(cert_req_ids: Iterable[int], check_after: int, reason: str = "
         entry: dict[str, object] = {"certReqId": cert_req_id, "checkAfter": check_after}
         if reason:
             entry["reason"] = [reason]
-        entries.append(PollRep(entry))
-    return PKIBody(name="pollRep", value=entries)
+        entries.append(PollRep(entry).dump())
+    return _body("pollRep", sequence(*entries))
 
 
 def error_body(info: PKIStatusInfo, error_details: str = "") -> PKIBody:
@@ -136,12 +167,24 @@ def error_body(info: PKIStatusInfo, error_details: str = "") -> PKIBody:
     value: dict[str, object] = {"pKIStatusInfo": info}
     if error_details:
         value["errorDetails"] = [error_details]
-    return PKIBody(name="error", value=ErrorMsgContent(value))
+    return _body("error", ErrorMsgContent(value).dump())
 
 
 def asn1_certificate(certificate: Certificate) -> AsnCertificate:
     """The asn1crypto view of a `cryptography` certificate (same DER)."""
     return AsnCertificate.load(certificate.public_bytes(Encoding.DER))
+
+
+def _body(name: str, content: bytes) -> PKIBody:
+    """The PKIBody alternative `name` around the DER of its content."""
+    body: PKIBody = PKIBody.load(explicit(_BODY_TAGS[name], content))
+    return body
+
+
+def _enveloped_key(enveloped: EnvelopedData) -> bytes:
+    """The DER of EncryptedKey's envelopedData alternative ([0] IMPLICIT EnvelopedData)."""
+    encoded: bytes = EncryptedKey(name="envelopedData", value=enveloped).dump()
+    return encoded
 
 
 def _pvno_of(request: PKIHeader) -> int:

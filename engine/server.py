@@ -25,7 +25,6 @@ from .asn1 import (
     AlgorithmIdentifier,
     CertReqMsg,
     CertResponse,
-    EncryptedKey,
     PKIBody,
     PKIHeader,
     PKIMessage,
@@ -83,7 +82,6 @@ from .popo import (
 from .protection import SignatureCredential
 from .responses import (
     RESPONSE_TO,
-    asn1_certificate,
     cert_rep_body,
     cert_response,
     error_body,
@@ -93,6 +91,7 @@ from .responses import (
     response_header,
     rev_rep_body,
     status_info,
+    unprotected_message,
 )
 from .store import InMemoryNonceStore, InMemoryTransactionStore, NonceStore, TransactionStore
 from .transaction import Transaction
@@ -634,8 +633,11 @@ class ServerEngine:
                     encrypted = encrypt_certificate(cert_der, self.config.random)
                     responses.append(cert_response(request.cert_req_id, info, None, encrypted))
                 else:
-                    response = cert_response(request.cert_req_id, info, verdict.certificate)
-                    responses.append(_with_private_key(response, sealed_key))
+                    responses.append(
+                        cert_response(
+                            request.cert_req_id, info, verdict.certificate, private_key=sealed_key
+                        )
+                    )
                 issued[request.cert_req_id] = cert_der
                 extra.extend(c for c in verdict.chain if c not in extra)
                 ca_pubs.extend(c for c in verdict.ca_pubs if c not in ca_pubs)
@@ -709,9 +711,7 @@ class ServerEngine:
             now=now,
             implicit_confirm=implicit,
         )
-        message = PKIMessage({"header": header, "body": body})
-        if extra:
-            message["extraCerts"] = [asn1_certificate(c) for c in extra]
+        message = unprotected_message(header, body, extra)
         if self.options.send_unprotected_errors and _is_negative(body):
             response = message
         else:
@@ -755,7 +755,7 @@ class ServerEngine:
             response_head = response_header(
                 _empty_header(), sender=self.config.name, sender_nonce=nonce, now=now
             )
-        response = PKIMessage({"header": response_head, "body": body})
+        response = unprotected_message(response_head, body)
         if not self.options.send_unprotected_errors:
             response = self._protect_error(response, client)
         tid: bytes | None = response_head["transactionID"].native
@@ -853,21 +853,6 @@ def _granted(verdict: Issue | Revoked) -> PKIStatusInfo:
 
 
 _SPKI = PublicFormat.SubjectPublicKeyInfo
-
-
-def _with_private_key(response: CertResponse, sealed: EnvelopedData | None) -> CertResponse:
-    """`response` with CertifiedKeyPair.privateKey set to the enveloped central key, if any."""
-    if sealed is None:
-        return response
-    pair = response["certifiedKeyPair"]
-    private_key = EncryptedKey(name="envelopedData", value=sealed)
-    return CertResponse(
-        {
-            "certReqId": response["certReqId"],
-            "status": response["status"],
-            "certifiedKeyPair": {"certOrEncCert": pair["certOrEncCert"], "privateKey": private_key},
-        }
-    )
 
 
 def _refusals(inbound: CertificatesRequested) -> list[CertResponse]:
