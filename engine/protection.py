@@ -183,12 +183,10 @@ def protect(
         header = _protected_header(header, alg, credential.reference)
         value = compute_mac(params, credential.secret, sequence(header, body), cache)
     else:
-        alg = credential.algorithm or default_algorithm(credential.key)
-        signer = _signer_der(credential.certificate)
-        header = _protected_header(header, alg, signer.key_id, signer.subject)
-        value = sign(credential.key, alg, sequence(header, body))
-        own = [signer.certificate, *(_certificate_der(c) for c in credential.chain)]
-        extra = own + [c for c in extra if c not in own]
+        signer = _signer_parts(credential)
+        header = _protected_header(header, signer.algorithm, signer.key_id, signer.subject)
+        value = sign(credential.key, signer.algorithm, sequence(header, body))
+        extra = [*signer.certificates, *(c for c in extra if c not in signer.certificates)]
     parts = [header, body, explicit(0, tlv(BIT_STRING, b"\x00" + value))]
     if extra:
         parts.append(explicit(1, sequence(*extra)))
@@ -362,29 +360,31 @@ def _signer_sender(sender: bytes, subject: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
-class _SignerDer:
-    """What signing with a certificate puts into a message, as DER: the certificate, its subject
-    (the sender) and its SKID (the senderKID; None if it has none)."""
+class _SignerParts:
+    """What signing with a credential puts into every message: the protectionAlg, the subject
+    (the sender) and SKID (the senderKID; None if none) of the certificate, and the DER of the
+    certificate and its chain (the start of extraCerts)."""
 
-    certificate: bytes
+    algorithm: AlgorithmIdentifier
     subject: bytes
     key_id: bytes | None
+    certificates: tuple[bytes, ...]
 
 
 @functools.lru_cache(maxsize=64)
-def _signer_der(cert: x509.Certificate) -> _SignerDer:
-    """The `_SignerDer` of a protection certificate; cached, as a server signs with one key."""
+def _signer_parts(credential: SignatureCredential) -> _SignerParts:
+    """The `_SignerParts` of a credential, worked out once: a server signs with one credential."""
+    cert = credential.certificate
     try:
         skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         skid = None
-    return _SignerDer(_certificate_der(cert), cert.subject.public_bytes(), skid)
-
-
-@functools.lru_cache(maxsize=256)
-def _certificate_der(cert: x509.Certificate) -> bytes:
-    """The DER of a credential's certificate (its chain is sent with every message)."""
-    return cert.public_bytes(Encoding.DER)
+    return _SignerParts(
+        algorithm=credential.algorithm or default_algorithm(credential.key),
+        subject=cert.subject.public_bytes(),
+        key_id=skid,
+        certificates=tuple(c.public_bytes(Encoding.DER) for c in (cert, *credential.chain)),
+    )
 
 
 def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
