@@ -148,7 +148,7 @@ def genp_body(items: Iterable[InfoTypeAndValue]) -> PKIBody:
 
 def pkiconf_body() -> PKIBody:
     """The pkiconf body (NULL)."""
-    return _body("pkiconf", Null().dump())
+    return _body("pkiconf", b"\x05\x00")  # NULL
 
 
 def poll_rep_body(cert_req_ids: Iterable[int], check_after: int, reason: str = "") -> PKIBody:

@@ -617,7 +617,7 @@ class ServerEngine:
             verdicts = decision
         else:
             raise SystemFailure("a certificate request needs one Issue or Reject per CertReqMsg")
-        responses: list[CertResponse] = []
+        responses: list[tuple[int, CertResponse]] = []  # by certReqId
         issued: dict[int, bytes] = {}
         extra: list[Certificate] = []
         ca_pubs: list[Certificate] = []
@@ -631,26 +631,25 @@ class ServerEngine:
                     if spki is None:
                         raise BadRequest("cannot encrypt the certificate: no public key")
                     encrypted = encrypt_certificate(cert_der, self.config.random)
-                    responses.append(cert_response(request.cert_req_id, info, None, encrypted))
+                    response = cert_response(request.cert_req_id, info, None, encrypted)
                 else:
-                    responses.append(
-                        cert_response(
-                            request.cert_req_id, info, verdict.certificate, private_key=sealed_key
-                        )
+                    response = cert_response(
+                        request.cert_req_id, info, verdict.certificate, private_key=sealed_key
                     )
+                responses.append((request.cert_req_id, response))
                 issued[request.cert_req_id] = cert_der
                 extra.extend(c for c in verdict.chain if c not in extra)
                 ca_pubs.extend(c for c in verdict.ca_pubs if c not in ca_pubs)
             elif isinstance(verdict, Reject):
                 info = status_info("rejection", verdict.fail_info, verdict.text)
-                responses.append(cert_response(request.cert_req_id, info))
+                responses.append((request.cert_req_id, cert_response(request.cert_req_id, info)))
             else:
                 raise SystemFailure(
                     f"{type(verdict).__name__} is no answer to a certificate request"
                 )
         responses.extend(_refusals(inbound))
-        responses.sort(key=_order_of(inbound.message))
-        body = cert_rep_body(RESPONSE_TO[inbound.body_type], responses, ca_pubs)
+        ordered = _in_request_order(inbound.message, responses)
+        body = cert_rep_body(RESPONSE_TO[inbound.body_type], ordered, ca_pubs)
         if not issued:
             return body, Trigger.answer, {}, extra
         implicit = inbound.implicit_confirm_requested and self.options.grant_implicit_confirm
@@ -685,11 +684,12 @@ class ServerEngine:
         """Delayed delivery: ip/cp/kup with status waiting, or an error with status waiting."""
         if isinstance(inbound, CertificatesRequested):
             waiting = [
-                cert_response(r.cert_req_id, status_info("waiting")) for r in inbound.requests
+                (r.cert_req_id, cert_response(r.cert_req_id, status_info("waiting")))
+                for r in inbound.requests
             ]
             waiting.extend(_refusals(inbound))
-            waiting.sort(key=_order_of(inbound.message))
-            return cert_rep_body(RESPONSE_TO[inbound.body_type], waiting)
+            ordered = _in_request_order(inbound.message, waiting)
+            return cert_rep_body(RESPONSE_TO[inbound.body_type], ordered)
         return error_body(status_info("waiting"))
 
     def _finish(
@@ -855,19 +855,23 @@ def _granted(verdict: Issue | Revoked) -> PKIStatusInfo:
 _SPKI = PublicFormat.SubjectPublicKeyInfo
 
 
-def _refusals(inbound: CertificatesRequested) -> list[CertResponse]:
+def _refusals(inbound: CertificatesRequested) -> list[tuple[int, CertResponse]]:
+    """The rejections of the requests the engine refused itself, with their certReqIds."""
     return [
-        cert_response(rid, status_info("rejection", reject.fail_info, reject.text))
+        (rid, cert_response(rid, status_info("rejection", reject.fail_info, reject.text)))
         for rid, reject in inbound.refused
     ]
 
 
-def _order_of(message: PKIMessage) -> Callable[[CertResponse], int]:
-    """Sort key putting CertResponses in the order of the request's CertReqMsgs."""
+def _in_request_order(
+    message: PKIMessage, responses: list[tuple[int, CertResponse]]
+) -> list[CertResponse]:
+    """The CertResponses (with their certReqIds) in the order of the request's CertReqMsgs."""
     body = message["body"]
     ids = [] if body.name == "p10cr" else [m["certReq"]["certReqId"].native for m in body.chosen]
     position = {rid: index for index, rid in enumerate(ids)}
-    return lambda response: position.get(response["certReqId"].native, -1)
+    responses = sorted(responses, key=lambda pair: position.get(pair[0], -1))
+    return [response for _, response in responses]
 
 
 def _check_follow_up(header: PKIHeader, body_name: str, transaction: Transaction) -> None:
