@@ -180,11 +180,11 @@ def protect(
     header, body, extra = _unprotected_parts(msg)
     if isinstance(credential, MacCredential):
         params, alg = _mac_parameters(credential.scheme, random_bytes)
-        header = _protected_header(header, alg, credential.reference)
+        header = _protected_header(header, alg.dump(), credential.reference)
         value = compute_mac(params, credential.secret, sequence(header, body), cache)
     else:
         signer = _signer_parts(credential)
-        header = _protected_header(header, signer.algorithm, signer.key_id, signer.subject)
+        header = _protected_header(header, signer.algorithm_der, signer.key_id, signer.subject)
         value = sign(credential.key, signer.algorithm, sequence(header, body))
         extra = [*signer.certificates, *(c for c in extra if c not in signer.certificates)]
     parts = [header, body, explicit(0, tlv(BIT_STRING, b"\x00" + value))]
@@ -332,15 +332,15 @@ def _unprotected_parts(msg: PKIMessage) -> tuple[bytes, bytes, list[bytes]]:
 
 
 def _protected_header(
-    header: bytes, alg: AlgorithmIdentifier, sender_kid: bytes | None, subject: bytes | None = None
+    header: bytes, alg: bytes, sender_kid: bytes | None, subject: bytes | None = None
 ) -> bytes:
-    """The DER of `header` with protectionAlg and senderKID (None: absent) set; with `subject`
-    (the DER Name of a signer), a NULL-DN sender becomes that name and any other must equal it."""
+    """The DER of `header` with protectionAlg (`alg`, DER) and senderKID (None: absent) set; with
+    `subject` (a signer's DER Name), a NULL-DN sender becomes that name, any other must equal it."""
     pvno, sender, recipient, *optional = split(contents_of(header))
     if subject is not None:
         sender = _signer_sender(sender, subject)
     tagged = {field[0]: field for field in optional}  # [0]..[8] by their identifier octet
-    tagged[0xA1] = explicit(1, alg.dump())
+    tagged[0xA1] = explicit(1, alg)
     if sender_kid is None:
         tagged.pop(0xA2, None)
     else:
@@ -361,11 +361,12 @@ def _signer_sender(sender: bytes, subject: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class _SignerParts:
-    """What signing with a credential puts into every message: the protectionAlg, the subject
-    (the sender) and SKID (the senderKID; None if none) of the certificate, and the DER of the
-    certificate and its chain (the start of extraCerts)."""
+    """What signing with a credential puts into every message: the protectionAlg (also as DER), the
+    subject (the sender) and SKID (the senderKID; None if none) of the certificate, and the DER of
+    the certificate and its chain (the start of extraCerts)."""
 
     algorithm: AlgorithmIdentifier
+    algorithm_der: bytes
     subject: bytes
     key_id: bytes | None
     certificates: tuple[bytes, ...]
@@ -379,8 +380,10 @@ def _signer_parts(credential: SignatureCredential) -> _SignerParts:
         skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         skid = None
+    algorithm = credential.algorithm or default_algorithm(credential.key)
     return _SignerParts(
-        algorithm=credential.algorithm or default_algorithm(credential.key),
+        algorithm=algorithm,
+        algorithm_der=algorithm.dump(),
         subject=cert.subject.public_bytes(),
         key_id=skid,
         certificates=tuple(c.public_bytes(Encoding.DER) for c in (cert, *credential.chain)),
