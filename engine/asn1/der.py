@@ -57,15 +57,14 @@ _PARSE_ERRORS = (Exception,)
 def load_der(spec: type[T], data: bytes) -> T:
     """Parse `data` as `spec`, requiring complete, canonical DER; raise `DecodeError` otherwise.
 
-    Two walks over the octets prove it before asn1crypto builds anything: `check_der_framing`
-    (every TLV, opaque values included) and `check_der_schema` (every value against `spec`, as
-    `dump(force=True)` would re-encode it). The value returned is asn1crypto's lazy parse of the
-    proven octets: each field parses when first read, and `dump()` returns `data`.
+    One walk over the octets proves it before asn1crypto builds anything: `check_der_schema`
+    checks every TLV as `check_der_framing` does (opaque values included) and every value against
+    `spec` as `dump(force=True)` would re-encode it. The value returned is asn1crypto's lazy parse
+    of the proven octets: each field parses when first read, and `dump()` returns `data`.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    check_der_framing(data)  # every TLV, including opaque (`Any`) values asn1crypto never parses
     try:
         check_der_schema(spec, data)
         # Not `spec.load`, which PKIMessage overrides with this very function; and a CHOICE
@@ -83,6 +82,9 @@ def load_der(spec: type[T], data: bytes) -> T:
 
 MAX_DEPTH = 64  # nesting of constructed encodings; CMP needs ~20, certificates inside included
 _STRING_TAGS = frozenset({3, 4, 12, 18, 19, 20, 21, 22, 25, 26, 27, 28, 30})  # primitive in DER
+_PRIMITIVE_ONLY = _STRING_TAGS | {1, 2, 5, 6, 10}  # universal types never constructed in DER
+_FIXED_FORM = frozenset({1, 2, 3, 5, 6, 10, 16, 17})  # universal primitives `_primitive` checks
+_Head = tuple[int, int, int, int, int, int]  # class, constructed, tag, TLV start, contents, end
 
 
 def check_der_framing(data: bytes) -> None:
@@ -98,53 +100,60 @@ def check_der_framing(data: bytes) -> None:
 
 
 def _tlv(data: bytes, pos: int, limit: int, depth: int) -> int:
-    """Check the TLV at `pos` (within `limit`); return where it ends."""
+    """Check the TLV at `pos` (within `limit`) and every TLV inside it; return where it ends."""
     if depth > MAX_DEPTH:
         raise DecodeError("encoding nested too deeply")
+    cls, constructed, number, _, pos, end = _header(data, pos, limit)
+    if constructed:
+        if cls == 0 and number in _PRIMITIVE_ONLY:
+            raise DecodeError(f"constructed encoding of universal type {number}")
+        while pos < end:
+            pos = _tlv(data, pos, end, depth + 1)
+    elif cls == 0 and number in _FIXED_FORM:
+        _primitive(number, data[pos:end])
+    return end
+
+
+def _header(data: bytes, pos: int, limit: int) -> _Head:
+    """Class, constructed bit, tag number, start, contents start and end of the TLV at `pos`,
+    whose identifier and length octets must be DER and whose end must be within `limit`."""
     if pos >= limit:
         raise DecodeError("truncated: tag expected")
     first = data[pos]
-    pos += 1
-    cls, constructed, number = first >> 6, bool(first & 0x20), first & 0x1F
+    at = pos + 1
+    number = first & 0x1F
     if number == 0x1F:  # high tag number: base 128, no leading zero digit, >= 31
         number = 0
-        if pos < limit and data[pos] == 0x80:
+        if at < limit and data[at] == 0x80:
             raise DecodeError("non-minimal tag number")
         while True:
-            if pos >= limit:
+            if at >= limit:
                 raise DecodeError("truncated tag number")
-            byte = data[pos]
-            pos += 1
+            byte = data[at]
+            at += 1
             number = number << 7 | byte & 0x7F
             if not byte & 0x80:
                 break
         if number < 31:
             raise DecodeError("high tag number form for a low tag number")
-    if pos >= limit:
+    if at >= limit:
         raise DecodeError("truncated: length expected")
-    length = data[pos]
-    pos += 1
+    length = data[at]
+    at += 1
     if length == 0x80:
         raise DecodeError("indefinite length")
     if length & 0x80:
         size = length & 0x7F
-        if size > 4 or pos + size > limit:
+        if size > 4 or at + size > limit:
             raise DecodeError("length field too long or truncated")
-        length = int.from_bytes(data[pos : pos + size], "big")
-        if length < 0x80 or data[pos] == 0:
+        length = int.from_bytes(data[at : at + size], "big")
+        if length < 0x80 or data[at] == 0:
             raise DecodeError("non-minimal length")
-        pos += size
-    end = pos + length
+        at += size
+    end = at + length
     if end > limit:
         raise DecodeError("value runs past its container")
-    if constructed:
-        if cls == 0 and number in _STRING_TAGS | {1, 2, 5, 6, 10}:
-            raise DecodeError(f"constructed encoding of universal type {number}")
-        while pos < end:
-            pos = _tlv(data, pos, end, depth + 1)
-    elif cls == 0:
-        _primitive(number, data[pos:end])
-    return end
+    return first >> 6, first >> 5 & 1, number, pos, at, end
 
 
 def _primitive(number: int, content: bytes) -> None:
@@ -174,8 +183,12 @@ def _primitive(number: int, content: bytes) -> None:
 
 def _non_minimal_arc(content: bytes) -> bool:
     """Whether an OID subidentifier starts with a 0x80 (a leading zero digit)."""
-    starts = [0] + [i + 1 for i, byte in enumerate(content[:-1]) if not byte & 0x80]
-    return any(content[i] == 0x80 for i in starts)
+    at = content.find(0x80)
+    while at != -1:
+        if at == 0 or not content[at - 1] & 0x80:  # a subidentifier starts here
+            return True
+        at = content.find(0x80, at + 1)
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +229,6 @@ class _NotDer(ValueError):
 
 
 _Spec = type[Asn1Value]  # asn1crypto is untyped: to mypy its classes are `Any`
-_Head = tuple[int, int, int, int, int, int]  # class, constructed, tag, TLV start, contents, end
 _NO_PARAMS: dict[str, object] = {}
 
 # What the walk does with a value: accepts it (`RawValue`, whose framing is checked), has
@@ -454,60 +466,55 @@ _FAST_CANONICAL: dict[type, Callable[[bytes], bool]] = {
 
 
 def check_der_schema(spec: _Spec, data: bytes) -> None:
-    """Raise unless `data` (whose framing `check_der_framing` has proven) is `spec` in DER.
+    """Raise unless `data` is one value of `spec` in DER, with nothing after it.
 
-    Raises `_NotDer` (a ValueError) for BER that is not DER or a value that does not fit the
-    schema, `DecodeError` for broken framing inside an OCTET STRING the schema parses, and
-    whatever asn1crypto raises for a value it cannot convert; `load_der` turns each into
-    `DecodeError`.
+    One walk checks the framing (as `check_der_framing`) and the schema: `DecodeError` for
+    framing that is not DER, `_NotDer` (a ValueError) for BER that is not DER or a value that
+    does not fit the schema, and whatever asn1crypto raises for a value it cannot convert;
+    `load_der` turns each into `DecodeError`.
     """
-    _check(data, _head(data, 0), _plan(spec, None), None, 0)
-
-
-def _head(data: bytes, pos: int) -> _Head:
-    """The identifier and length of the TLV at `pos` (framing already proven DER)."""
-    first = data[pos]
-    at = pos + 1
-    tag = first & 0x1F
-    if tag == 0x1F:
-        tag = 0
-        while True:
-            byte = data[at]
-            at += 1
-            tag = tag << 7 | byte & 0x7F
-            if not byte & 0x80:
-                break
-    length = data[at]
-    at += 1
-    if length & 0x80:
-        size = length & 0x7F
-        length = int.from_bytes(data[at : at + size], "big")
-        at += size
-    return first >> 6, first >> 5 & 1, tag, pos, at, at + length
+    head = _header(data, 0, len(data))
+    _check(data, head, _plan(spec, None), None, 0)
+    if head[5] != len(data):
+        raise DecodeError(f"{len(data) - head[5]} bytes of trailing data")
 
 
 def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: int) -> None:
-    """Check the TLV `head` as a value of `plan`. `nested` is the spec asn1crypto parses the
-    contents of an OCTET STRING or BIT STRING as (`_build`'s `nested_spec`), if any."""
+    """Check the TLV `head` (its header already checked by `_header`) as a value of `plan`.
+
+    `nested` is the spec asn1crypto parses the contents of an OCTET STRING or BIT STRING as
+    (`_build`'s `nested_spec`), if any. Values the walk does not look into (`RawValue`, and those
+    asn1crypto checks) have their framing checked by `_tlv`, the rest here, TLV by TLV.
+    """
+    if depth > MAX_DEPTH:
+        raise DecodeError("encoding nested too deeply")
     kind = plan.kind
+    cls, constructed, tag, pos, start, end = head
     if kind == _DELEGATE or (nested is not None and kind < _PARSABLE):
+        _tlv(data, pos, end, depth)
         _delegate(data, head, plan, nested)
         return
-    cls, constructed, tag, _, start, end = head
+    if cls == 0:  # what `_tlv` checks of a universal TLV, whatever the schema says of it
+        if constructed:
+            if tag in _PRIMITIVE_ONLY:
+                raise DecodeError(f"constructed encoding of universal type {tag}")
+        elif tag in _FIXED_FORM:
+            _primitive(tag, data[start:end])
     if plan.explicit is not None:
         for expected in plan.explicit:
             if (cls, tag) != expected or not constructed:
                 raise _NotDer(f"{plan.spec.__name__}: expected tag {expected}, found {(cls, tag)}")
             if start == end:
                 raise _NotDer(f"{plan.spec.__name__}: nothing inside its explicit tag")
-            head = _head(data, start)
+            head = _header(data, start, end)
             if head[5] != end:
                 raise _NotDer(f"{plan.spec.__name__}: more than one value in its explicit tag")
-            cls, constructed, tag, _, start, end = head
+            cls, constructed, tag, pos, start, end = head
             depth += 1
         _check(data, head, plan.inner, nested, depth)
         return
     if kind == _RAW:
+        _tlv(data, pos, end, depth)
         return
     if kind == _CHOICE:
         alternative = plan.alternatives.get((cls, tag)) or _alternative(plan, cls, tag)
@@ -524,7 +531,7 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
             child = plan.child = _plan(plan.spec._child_spec, None)
         previous = b""
         while start < end:
-            element = _head(data, start)
+            element = _header(data, start, end)
             _check(data, element, child, None, depth + 1)
             if kind == _SET_OF:  # asn1crypto sorts the encodings
                 encoded = data[start : element[5]]
@@ -560,10 +567,11 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
             if start == end or data[start] != 0:
                 raise _NotDer(f"{plan.spec.__name__}: octets in a BIT STRING with unused bits")
             start += 1
-        if nested is not None:  # a value inside the octets, which no framing check has seen
-            if _tlv(data, start, end, depth + 1) != end:
+        if nested is not None:  # one value inside the octets
+            inside = _header(data, start, end)
+            if inside[5] != end:
                 raise _NotDer(f"{plan.spec.__name__}: data after the value it contains")
-            _check(data, _head(data, start), _plan(nested, None), None, depth + 1)
+            _check(data, inside, _plan(nested, None), None, depth + 1)
 
 
 def _alternative(plan: _Plan, cls: int, tag: int) -> _Plan:
@@ -602,15 +610,16 @@ def _check_fields(data: bytes, start: int, end: int, plan: _Plan, depth: int) ->
     fields = plan.fields
     found: _Found = []
     index = 0
+    contents = start
     while start < end:
-        head = _head(data, start)
+        head = _header(data, start, end)
         element_id = (head[0], head[2])
         first = index  # the field after the last one matched
         for index in range(first, len(fields)):
             field = fields[index]
             static = field.static
             field_spec, value_spec, params, override = static or _dynamic_spec(
-                data, spec, index, found
+                data, spec, index, found, data[contents:start]
             )
             if (
                 not field.optional
@@ -645,29 +654,43 @@ def _check_fields(data: bytes, start: int, end: int, plan: _Plan, depth: int) ->
             raise _NotDer(f"{spec.__name__}: field {field.name} missing")
 
 
+_DynamicSpec = tuple[_Spec, _Spec, dict[str, object], _Spec | None]
+_CALLBACK_SPECS: dict[tuple[_Spec, int, bytes], _DynamicSpec] = {}
+
+
 def _dynamic_spec(
-    data: bytes, spec: _Spec, index: int, found: _Found
-) -> tuple[_Spec, _Spec, dict[str, object], _Spec | None]:
+    data: bytes, spec: _Spec, index: int, found: _Found, before: bytes
+) -> _DynamicSpec:
     """`_determine_spec` of a field typed by a preceding OID (`_oid_pair`) or a callback:
-    (field spec, value spec, params, spec override)."""
+    (field spec, value spec, params, spec override). `before`: the elements before it."""
     name, field_spec, params = spec._fields[index]
     if spec._spec_callbacks is not None and name in spec._spec_callbacks:
-        # The callback reads preceding fields: hand it a Sequence holding exactly those.
-        partial = spec()
-        partial.children = [_child_tuple(data, spec, i, entry) for i, entry in enumerate(found)]
-        _, field_spec, value_spec, params, override = partial._determine_spec(index)
-        return field_spec, value_spec, params, override
+        # A callback reads preceding fields (an algorithm's OID, say), which `before` holds:
+        # its answer for the same octets is the same, so it is memoised by them.
+        key = (spec, index, before)
+        choice = _CALLBACK_SPECS.get(key)
+        if choice is None:
+            # Hand the callback a Sequence holding exactly the fields before this one.
+            partial = spec()
+            partial.children = [_child_tuple(data, spec, i, e) for i, e in enumerate(found)]
+            _, field_spec, value_spec, params, override = partial._determine_spec(index)
+            choice = (field_spec, value_spec, params, override)
+            if len(before) <= _MEMO_OCTETS * 4:
+                if len(_CALLBACK_SPECS) >= _MEMO_SIZE:
+                    _CALLBACK_SPECS.clear()
+                _CALLBACK_SPECS[key] = choice
+        return choice
     oid_entry = found[spec._oid_nums[0]]  # present: `_Plan` delegates classes where it may not be
     if oid_entry is None:
         raise _NotDer(f"{spec.__name__}: no OID for field {name}")
     (_, _, _, _, contents, end), oid_spec = oid_entry[0], oid_entry[1]
-    key = (oid_spec, data[contents:end])
-    oid = _OID_NAMES.get(key)
+    oid_key = (oid_spec, data[contents:end])
+    oid = _OID_NAMES.get(oid_key)
     if oid is None:
-        oid = oid_spec(contents=key[1]).native
+        oid = oid_spec(contents=oid_key[1]).native
         if len(_OID_NAMES) >= _MEMO_SIZE:
             _OID_NAMES.clear()
-        _OID_NAMES[key] = oid
+        _OID_NAMES[oid_key] = oid
     if oid in spec._oid_specs:
         override = spec._oid_specs[oid]
         return field_spec, override, params, override
