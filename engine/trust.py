@@ -79,10 +79,11 @@ def signer_candidates(
     `BadMessageCheck` if certificates were offered but none fits; `SignerNotTrusted` if none was.
     """
     sender = _sender_name(header)
+    wanted = None if sender is None else _NameForms(sender, _normalized(sender))
     kid = header["senderKID"].native
     offered = [config.pinned] if config.pinned is not None else list(extra_certs)
     pool = offered if config.pinned is not None else _unique(extra_certs, config)
-    found = [cert for cert in pool if _matches(cert, sender, kid)]
+    found = [cert for cert in pool if _matches(_facts(cert), wanted, kid)]
     if found:
         return found[: config.max_signer_candidates]
     if not offered:
@@ -90,7 +91,7 @@ def signer_candidates(
             "no certificate for the signer: extraCerts is empty and no known one matches"
         )
     what = "pinned certificate" if config.pinned is not None else "protection certificate"
-    if sender is not None and not _subject_is(offered[0], sender):
+    if wanted is not None and not _facts(offered[0]).subject.matches(wanted):
         raise BadMessageCheck(f"sender is not the subject of the {what}")
     raise BadMessageCheck(f"senderKID is not the subjectKeyIdentifier of the {what}")
 
@@ -109,9 +110,9 @@ def validate_signer(
     if config.pinned is not None:
         if cert != config.pinned:
             raise SignerNotTrusted("the signer is not the pinned certificate")
-        store = Store([config.pinned])
+        store = [config.pinned]
     elif config.anchors:
-        store = Store(list(config.anchors))
+        store = list(config.anchors)
     else:
         raise SignerNotTrusted("no trust anchors configured")
     untrusted = [c for c in (*extra_certs, *config.intermediates) if c != cert]
@@ -120,7 +121,7 @@ def validate_signer(
         return TrustedSigner(cert, chain)
     verifier = (
         PolicyBuilder()
-        .store(store)
+        .store(Store(store))
         .time(now)
         .max_chain_depth(config.max_chain_depth)
         .extension_policies(ca_policy=_CA_POLICY, ee_policy=_ee_policy(config))
@@ -272,10 +273,6 @@ def names_match(a_der: bytes, b_der: bytes) -> bool:
     return folded is not None and folded == _normalized(b_der)
 
 
-def _subject_is(cert: x509.Certificate, sender_der: bytes) -> bool:
-    return names_match(_subject_der(cert), sender_der)
-
-
 @functools.lru_cache(maxsize=1024)
 def _normalized(name_der: bytes) -> str | None:
     """The RFC 4518 prepared form of a Name; None if it has characters that prohibits."""
@@ -287,25 +284,45 @@ def _normalized(name_der: bytes) -> str | None:
     return hashable
 
 
-@functools.lru_cache(maxsize=1024)
-def _subject_der(cert: x509.Certificate) -> bytes:
-    """The DER subject of `cert`; cached per certificate (keyed by its DER) as it recurs."""
-    return cert.subject.public_bytes()
+@dataclass(frozen=True)
+class _NameForms:
+    """A DER Name and its RFC 4518 prepared form (None if that prohibits its characters)."""
+
+    der: bytes
+    normalized: str | None
+
+    def matches(self, other: _NameForms) -> bool:
+        """`names_match(self.der, other.der)` from forms computed once."""
+        if self.der == other.der:
+            return True
+        return self.normalized is not None and self.normalized == other.normalized
+
+
+@dataclass(frozen=True)
+class _CertificateFacts:
+    """What signer selection reads from a certificate: its subject and subjectKeyIdentifier."""
+
+    subject: _NameForms
+    key_id: bytes | None  # None if it has no SKID or its extensions are malformed
 
 
 @functools.lru_cache(maxsize=1024)
-def _subject_key_id(cert: x509.Certificate) -> bytes | None:
-    """The subjectKeyIdentifier of `cert`; None if it has none or its extensions are malformed."""
+def _facts(cert: x509.Certificate) -> _CertificateFacts:
+    """The subject and SKID of `cert`, cached per certificate (keyed by its DER): the client's
+    certificate, the anchors and the intermediates recur in every message."""
+    subject = cert.subject.public_bytes()
     try:
-        skid = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        key_id = bytes(
+            cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        )
     except x509.ExtensionNotFound:
-        return None  # like OpenSSL: a senderKID needs a certificate that has an SKID
+        key_id = None  # like OpenSSL: a senderKID needs a certificate that has an SKID
     except ValueError:  # malformed extensions: not a certificate that can be the signer's
-        return None
-    return bytes(skid.digest)
+        key_id = None
+    return _CertificateFacts(_NameForms(subject, _normalized(subject)), key_id)
 
 
-def _matches(cert: x509.Certificate, sender: bytes | None, kid: bytes | None) -> bool:
-    if sender is not None and not _subject_is(cert, sender):
+def _matches(facts: _CertificateFacts, sender: _NameForms | None, kid: bytes | None) -> bool:
+    if sender is not None and not facts.subject.matches(sender):
         return False
-    return kid is None or _subject_key_id(cert) == kid
+    return kid is None or facts.key_id == kid
