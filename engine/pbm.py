@@ -10,6 +10,7 @@ are `BadAlg` (the identifier, as parameterised, is not one this recipient suppor
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 from collections import OrderedDict
@@ -20,6 +21,7 @@ from typing import Literal
 from asn1crypto.algos import Pbkdf2Params, Pbmac1Params
 from asn1crypto.core import Null
 
+from . import encode
 from .asn1 import AlgorithmIdentifier, PBMParameter
 from .digests import HMAC_BY_HASH, OWF_BY_HASH, hmac_hash_name, owf_name
 from .errors import BadAlg
@@ -223,17 +225,32 @@ def verify_mac(
 def pbm_algorithm(
     salt: bytes, *, owf: str = "sha256", iterations: int = 10_000, mac: str = "sha256"
 ) -> AlgorithmIdentifier:
-    """A PasswordBasedMac identifier; `owf`/`mac` are hashlib names ("sha1" MAC: hmac-sha1 OID)."""
+    """A PasswordBasedMac identifier; `owf`/`mac` are hashlib names ("sha1" MAC: hmac-sha1 OID).
+
+    Built as DER around the salt from parts encoded once per parameter set: it is made for
+    every MAC-protected message, and asn1crypto's dict building cost ~100 µs a time."""
+    algorithm, owf_to_mac = _pbm_parts(owf, iterations, mac)
+    parameters = encode.sequence(encode.octet_string(salt), owf_to_mac)
+    identifier: AlgorithmIdentifier = AlgorithmIdentifier.load(
+        encode.sequence(algorithm, parameters)
+    )
+    return identifier
+
+
+@functools.lru_cache(maxsize=64)
+def _pbm_parts(owf: str, iterations: int, mac: str) -> tuple[bytes, bytes]:
+    """(the id-PasswordBasedMac OID, PBMParameter's owf, iterationCount and mac) as DER."""
     mac_oid = "hmac-sha1" if mac == "sha1" else HMAC_BY_HASH[mac]
-    params = PBMParameter(
+    template = PBMParameter(
         {
-            "salt": salt,
+            "salt": b"",
             "owf": {"algorithm": OWF_BY_HASH[owf]},
             "iterationCount": iterations,
             "mac": {"algorithm": mac_oid},
         }
     )
-    return AlgorithmIdentifier({"algorithm": "id-PasswordBasedMac", "parameters": params})
+    owf_to_mac = b"".join(template[name].dump() for name in ("owf", "iterationCount", "mac"))
+    return AlgorithmIdentifier({"algorithm": "id-PasswordBasedMac"})["algorithm"].dump(), owf_to_mac
 
 
 def pbmac1_algorithm(
@@ -244,13 +261,29 @@ def pbmac1_algorithm(
     key_length: int = 32,
     mac: str = "sha256",
 ) -> AlgorithmIdentifier:
-    """A PBMAC1 identifier: PBKDF2 with HMAC-`prf` and an explicit keyLength, then HMAC-`mac`."""
-    params = Pbmac1Params(
+    """A PBMAC1 identifier: PBKDF2 with HMAC-`prf` and an explicit keyLength, then HMAC-`mac`.
+
+    Built as DER around the salt from parts encoded once per parameter set (see pbm_algorithm)."""
+    algorithm, kdf_oid, after_salt, scheme = _pbmac1_parts(prf, iterations, key_length, mac)
+    kdf_params = encode.sequence(encode.octet_string(salt), after_salt)
+    parameters = encode.sequence(encode.sequence(kdf_oid, kdf_params), scheme)
+    identifier: AlgorithmIdentifier = AlgorithmIdentifier.load(
+        encode.sequence(algorithm, parameters)
+    )
+    return identifier
+
+
+@functools.lru_cache(maxsize=64)
+def _pbmac1_parts(
+    prf: str, iterations: int, key_length: int, mac: str
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """(id-PBMAC1, id-PBKDF2, PBKDF2-params after the salt, messageAuthScheme) as DER."""
+    template = Pbmac1Params(
         {
             "key_derivation_func": {
                 "algorithm": "pbkdf2",
                 "parameters": {
-                    "salt": {"specified": salt},
+                    "salt": {"specified": b""},
                     "iteration_count": iterations,
                     "key_length": key_length,
                     "prf": {"algorithm": prf, "parameters": Null()},
@@ -260,7 +293,14 @@ def pbmac1_algorithm(
             "message_auth_scheme": {"algorithm": mac, "parameters": Null()},
         }
     )
-    return AlgorithmIdentifier({"algorithm": "id-PBMAC1", "parameters": params})
+    kdf = template["key_derivation_func"]
+    kdf_params = kdf["parameters"]
+    after_salt = b"".join(
+        kdf_params[name].dump() for name in ("iteration_count", "key_length", "prf")
+    )
+    algorithm = AlgorithmIdentifier({"algorithm": "id-PBMAC1"})["algorithm"].dump()
+    scheme = template["message_auth_scheme"].dump()
+    return algorithm, kdf["algorithm"].dump(), after_salt, scheme
 
 
 def _parse_pbm(alg: AlgorithmIdentifier, policy: MacPolicy) -> MacParameters:

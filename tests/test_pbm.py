@@ -353,3 +353,44 @@ def _pbmac1(
         AlgorithmIdentifier,
         AlgorithmIdentifier({"algorithm": "id-PBMAC1", "parameters": params}).dump(),
     )
+
+
+@pytest.mark.parametrize("owf", ["sha1", "sha256", "sha512"])
+@pytest.mark.parametrize("mac", ["sha1", "sha256", "sha384"])
+def test_pbm_identifier_built_as_der_equals_asn1crypto_s(owf: str, mac: str) -> None:
+    from sanscmp.engine.digests import HMAC_BY_HASH, OWF_BY_HASH
+
+    salt = bytes(range(16))
+    params = PBMParameter(
+        {
+            "salt": salt,
+            "owf": {"algorithm": OWF_BY_HASH[owf]},
+            "iterationCount": 1234,
+            "mac": {"algorithm": "hmac-sha1" if mac == "sha1" else HMAC_BY_HASH[mac]},
+        }
+    )
+    expected = AlgorithmIdentifier({"algorithm": "id-PasswordBasedMac", "parameters": params})
+    built = pbm_algorithm(salt, owf=owf, iterations=1234, mac=mac)
+    assert built.dump() == expected.dump()
+    assert built["parameters"]["iterationCount"].native == 1234
+
+
+def test_pbmac1_identifier_built_as_der_equals_asn1crypto_s() -> None:
+    salt = bytes(range(20))
+    params = Pbmac1Params(
+        {
+            "key_derivation_func": {
+                "algorithm": "pbkdf2",
+                "parameters": {
+                    "salt": {"specified": salt},
+                    "iteration_count": 777,
+                    "key_length": 48,
+                    "prf": {"algorithm": "sha384", "parameters": Null()},
+                },
+            },
+            "message_auth_scheme": {"algorithm": "sha512", "parameters": Null()},
+        }
+    )
+    expected = AlgorithmIdentifier({"algorithm": "id-PBMAC1", "parameters": params})
+    built = pbmac1_algorithm(salt, prf="sha384", iterations=777, key_length=48, mac="sha512")
+    assert built.dump() == expected.dump()
