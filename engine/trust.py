@@ -10,6 +10,11 @@ KeyUsage may be absent (as in `openssl req -x509` CAs) and, when present, must a
 Errors: a sender or senderKID that names another certificate than the one that signed is
 `BadMessageCheck` (the protection does not authenticate the claimed sender); a certificate that
 does not chain to a trust anchor at `now`, or may not sign, is `SignerNotTrusted`.
+
+The same client certificate and chain arrive with every message, so what is derived from them is
+cached, bounded, and keyed by content: a certificate's subject and SKID, and successful path
+validations, reused only for the same inputs while `now` lies inside every certificate's
+validity (see `_ValidationCache`). A failure is never cached.
 """
 
 from __future__ import annotations
