@@ -2,7 +2,9 @@
 
 asn1crypto parses lazily and accepts BER. CMP protection and POPO signatures are computed over DER
 (RFC 9810 5.1.3, RFC 4211 4.1), so a message is accepted only if it is entirely DER, with no
-trailing bytes, and every part parses now, not later when a handler happens to touch it.
+trailing bytes, and every part is proven to parse now, not found broken later when a handler
+happens to touch it. The proof is one walk over the octets against the schema (`load_der`,
+`check_der_schema`); asn1crypto then builds each field lazily, as it is read.
 """
 
 from __future__ import annotations
