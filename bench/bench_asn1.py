@@ -250,6 +250,8 @@ def forget_memos() -> None:
     """Empty the strict decoder's memos: primitives proven canonical, OID names, callback specs."""
     for _params, plan in strict_der._PLANS.values():
         plan.memo.clear()
+        if plan.proven is not None:
+            plan.proven.clear()
     strict_der._OID_NAMES.clear()
     strict_der._CALLBACK_SPECS.clear()
 

@@ -370,3 +370,29 @@ def test_certificates_carried_are_checked_whole() -> None:
     assert times
     seconds_cut = _replace(tree, times[0], with_cert, _tlv(b"\x17", times[0].content[:10] + b"Z"))
     assert not reference_accepts(seconds_cut) and not accepts(seconds_cut)
+
+
+def _certificate_plan_memo() -> dict[tuple[int, bytes], None]:
+    from sanscmp.engine.asn1 import der
+
+    memos = [p.proven for _, p in der._PLANS.values() if p.proven is not None]
+    assert memos, "no certificate plan remembers proven certificates"
+    merged: dict[tuple[int, bytes], None] = {}
+    for memo in memos:
+        merged.update(memo)
+    return merged
+
+
+def test_carried_certificates_are_proven_once_and_damage_is_still_refused() -> None:
+    """A certificate proven DER is not walked again at the same depth; other octets are."""
+    request = (Path(__file__).parent / "fixtures" / "openssl" / "cr-sig.0.req.der").read_bytes()
+    message = PKIMessage.load(request)
+    certificate = message["extraCerts"][0].dump()
+    assert any(key[1] == certificate for key in _certificate_plan_memo())
+    assert PKIMessage.load(request).dump() == request  # a hit gives the same message
+    # the certificate's version field, INTEGER 2 inside [0], re-encoded as a non-minimal INTEGER
+    at = request.index(certificate) + certificate.index(bytes.fromhex("a003020102"))
+    damaged = request[:at] + bytes.fromhex("a00402020002") + request[at + 5 :]
+    with pytest.raises(DecodeError):
+        PKIMessage.load(damaged)
+    assert reference_accepts(damaged) is False

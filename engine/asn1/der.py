@@ -369,6 +369,7 @@ class _Plan:
         "kind",
         "memo",
         "params",
+        "proven",
         "spec",
     )
 
@@ -384,6 +385,10 @@ class _Plan:
         self.alternatives: dict[tuple[int, int], _Plan] = {}  # CHOICE: plans by tag, as met
         self.encoding = ""
         self.memo: dict[bytes, None] = {}  # _PRIMITIVE: contents proven canonical
+        # certificates proven DER, by depth: a client sends the same ones with every message
+        self.proven: dict[tuple[int, bytes], None] | None = (
+            {} if isinstance(spec, type) and issubclass(spec, x509.Certificate) else None
+        )
         self.fast: Callable[[bytes], bool] | None = _FAST_CANONICAL.get(spec)
         if self.kind == _DELEGATE:
             return
@@ -526,7 +531,16 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
         found = (cls, constructed, tag)
         raise _NotDer(f"{plan.spec.__name__}: expected {plan.ident}, found {found}")
     if kind == _SEQUENCE:
-        _check_fields(data, start, end, plan, depth + 1)
+        proven = plan.proven
+        if proven is None:
+            _check_fields(data, start, end, plan, depth + 1)
+            return
+        key = (depth, data[pos:end])  # the same octets at the same depth: the same verdict
+        if key not in proven:
+            _check_fields(data, start, end, plan, depth + 1)
+            if len(proven) >= _MEMO_SIZE:
+                proven.clear()
+            proven[key] = None
     elif kind in (_SEQUENCE_OF, _SET_OF):
         child = plan.child
         if child is None:
