@@ -57,15 +57,19 @@ class ProfileEndpoint:
 
     engine: ServerEngine
     ca: CaService
+    store: SqliteStore
     _last_sweep: float = field(default=0.0)
 
     def process(self, request: bytes) -> PKIMessage:
-        """Sweep expired transactions now and then, then serve the request."""
+        """Sweep expired transactions now and then, then serve the request; each commits its
+        writes (nonce, certificates, transaction) at once."""
         if time.monotonic() - self._last_sweep > SWEEP_INTERVAL:
             self._last_sweep = time.monotonic()
-            for ended in self.engine.expire():
-                self.ca.expired(ended)
-        return serve(self.engine, request, self.ca.decide)
+            with self.store.unit_of_work():
+                for ended in self.engine.expire():
+                    self.ca.expired(ended)
+        with self.store.unit_of_work():
+            return serve(self.engine, request, self.ca.decide)
 
 
 def load_authority(settings: Settings) -> CertificateAuthority:
@@ -116,7 +120,7 @@ def build_endpoints(settings: Settings, store: SqliteStore) -> dict[str, Profile
                 nonces=store,
             )
         )
-        endpoint = ProfileEndpoint(engine, CaService(authority, profile, store, clock.now))
+        endpoint = ProfileEndpoint(engine, CaService(authority, profile, store, clock.now), store)
         endpoints[label] = endpoint
         if label == DEFAULT_PROFILE:
             endpoints[""] = endpoint

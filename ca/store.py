@@ -532,6 +532,7 @@ class SqliteStore:
         self._pid = os.getpid()
         self._prune_every = prune_every
         self._remembered = 0
+        self._units = 0  # depth of unit_of_work blocks
         db = sqlite3.connect(
             str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
@@ -583,17 +584,48 @@ class SqliteStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: committed if the block completes, rolled back otherwise."""
+        """One atomic write: its own transaction, or a savepoint inside `unit_of_work`'s."""
         with self._lock:
             db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
+            if not self._units:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                return
+            if not db.in_transaction:
+                db.execute("BEGIN IMMEDIATE")  # the unit's first write takes the write lock
+            db.execute("SAVEPOINT write")
             try:
                 yield db
-                db.execute("COMMIT")
+                db.execute("RELEASE write")
             except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                db.execute("ROLLBACK TO write")
+                db.execute("RELEASE write")
                 raise
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Commit every write of the block at once (e.g. one CMP request's nonce, certificate and
+        transaction): one WAL sync instead of one per write, and all or nothing. The write lock is
+        taken at the first write and held to the end of the block; nested units join the outer."""
+        with self._lock:
+            self._units += 1
+            try:
+                yield
+            except BaseException:
+                if self._units == 1 and self._db is not None and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            else:
+                if self._units == 1 and self._db is not None and self._db.in_transaction:
+                    self._db.execute("COMMIT")
+            finally:
+                self._units -= 1
 
     def _migrate(self) -> None:
         with self._write() as db:
@@ -658,10 +690,8 @@ class SqliteStore:
             )
 
     def delete(self, transaction_id: bytes) -> None:
-        with self._lock:  # one statement; the certificates go with it (ON DELETE CASCADE)
-            self._connection().execute(
-                "DELETE FROM cmp_transaction WHERE transaction_id = ?", (transaction_id,)
-            )
+        with self._write() as db:  # the certificates go with it (ON DELETE CASCADE)
+            db.execute("DELETE FROM cmp_transaction WHERE transaction_id = ?", (transaction_id,))
 
     def expired(self, now: datetime) -> Iterator[Transaction]:
         """Records with `expires_at <= now`, soonest first; read at once (the caller may save
@@ -688,17 +718,17 @@ class SqliteStore:
 
     def remember(self, nonce: bytes, until: datetime, now: datetime) -> bool:
         keep_until, at = _micros(until), _micros(now)
-        with self._lock:
+        with self._write() as db:
             if self._remembered % self._prune_every == 0:
                 self._prune(at)
             self._remembered += 1
-            cursor = self._connection().execute(_REMEMBER_NONCE, (nonce, keep_until, at))
+            cursor = db.execute(_REMEMBER_NONCE, (nonce, keep_until, at))
             return cursor.rowcount == 1
 
     def prune_nonces(self, now: datetime) -> int:
         """Forget nonces whose deadline is at or before `now`; how many were forgotten."""
         at = _micros(now)
-        with self._lock:
+        with self._write():
             return self._prune(at)
 
     def _prune(self, at: int) -> int:
@@ -729,8 +759,7 @@ class SqliteStore:
             record.reason,
             record.fingerprint,
         )
-        with self._lock:
-            db = self._connection()
+        with self._write() as db:
             try:
                 cursor = db.execute(
                     f"INSERT INTO issued_certificate ({_CERTIFICATE_COLUMNS}, fingerprint) "
@@ -787,8 +816,8 @@ class SqliteStore:
         except ValueError:
             raise UnknownCertificate(f"no certificate with serial number {serial!r}") from None
         revoked = None if revoked_at is None else _micros(revoked_at)
-        with self._lock:
-            cursor = self._connection().execute(
+        with self._write() as db:
+            cursor = db.execute(
                 "UPDATE issued_certificate SET status = ?, revoked_at = ?, reason = ? "
                 f"WHERE serial = ? AND status IN ({', '.join('?' for _ in sources)})",
                 (status, revoked, reason, key, *sources),
@@ -843,8 +872,8 @@ class SqliteStore:
         record = PendingApproval(
             transaction_id, profile, request_der, summary, "pending", "", created_at
         )
-        with self._lock:
-            cursor = self._connection().execute(
+        with self._write() as db:
+            cursor = db.execute(
                 f"INSERT INTO pending_approval ({_APPROVAL_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (transaction_id) DO NOTHING",
                 (transaction_id, profile, request_der, summary, "pending", "", _micros(created_at)),

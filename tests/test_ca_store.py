@@ -762,3 +762,44 @@ def test_scale_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         )
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+# ---- units of work -----------------------------------------------------------------------------
+
+
+def test_unit_of_work_commits_once_and_others_see_it_only_then(
+    store: SqliteStore, db_path: Path
+) -> None:
+    commits: list[str] = []
+    store._connection().set_trace_callback(
+        lambda sql: commits.append(sql) if sql.strip().upper() == "COMMIT" else None
+    )
+    with store.unit_of_work():
+        assert store.remember(b"n" * 16, T0 + timedelta(hours=1), T0)
+        store.add(certificate(11))
+        store.save(transaction())
+        assert raw(db_path, "SELECT COUNT(*) FROM issued_certificate") == [(0,)]
+    assert commits == ["COMMIT"]
+    assert raw(db_path, "SELECT COUNT(*) FROM issued_certificate") == [(1,)]
+    assert store.load(transaction().transaction_id) == transaction()
+
+
+def test_unit_of_work_is_all_or_nothing(store: SqliteStore) -> None:
+    with pytest.raises(RuntimeError), store.unit_of_work():
+        store.add(certificate(12))
+        store.save(transaction())
+        raise RuntimeError("the request failed")
+    assert store.get(12) is None
+    assert store.load(transaction().transaction_id) is None
+
+
+def test_a_refused_write_leaves_the_unit_s_other_writes(store: SqliteStore) -> None:
+    store.add(certificate(13))
+    with store.unit_of_work():
+        store.add(certificate(14))
+        with pytest.raises(DuplicateSerial):
+            store.add(certificate(13, der=b"\x30\x82other"))
+        with store.unit_of_work():  # nested: joins the outer unit
+            store.save(transaction())
+    assert store.get(14) is not None
+    assert store.load(transaction().transaction_id) is not None
