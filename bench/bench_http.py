@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -64,6 +63,10 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from openssl_netns import die_with_parent, isolate
 
 NETNS_MARK = "SANSCMP_BENCH_NETNS"
 SECRET = "bench-secret"
@@ -88,22 +91,6 @@ def reexec_in_netns() -> int:
     env = dict(os.environ, **{NETNS_MARK: "1"})
     command = [*wrapper, "--", sys.executable, str(Path(__file__).resolve()), *sys.argv[1:]]
     return subprocess.call(command, env=env)
-
-
-def isolate() -> None:
-    """Bring `lo` up; refuse to go on unless it is the only interface (the mock binds them all)."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    links = subprocess.run(
-        ["ip", "-o", "link", "show"], check=True, capture_output=True, text=True, timeout=10
-    ).stdout
-    if any(": lo:" not in line for line in links.splitlines() if line.strip()):
-        raise SystemExit("refusing to start mock servers: the network namespace is not private")
-
-
-def die_with_parent() -> None:
-    """preexec_fn of the servers: SIGKILL them when the bench dies (PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)
 
 
 # =================================================================================================
