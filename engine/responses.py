@@ -32,10 +32,11 @@ from .asn1 import (
     PKIStatusInfo,
     PollRep,
     RevRepContent,
+    load_der,
     null_dn,
 )
 from .encode import explicit, octet_string, sequence
-from .errors import FailInfo
+from .errors import DecodeError, FailInfo
 
 # Body of the response to each request type.
 RESPONSE_TO = {"ir": "ip", "cr": "cp", "kur": "kup", "p10cr": "cp"}
@@ -193,5 +194,12 @@ def _pvno_of(request: PKIHeader) -> int:
 
 
 def _recipient_of(request: PKIHeader) -> GeneralName:
+    """The request's sender, if it is a name in DER; else NULL-DN (a header salvaged from a
+    broken message may carry a broken name, which must not be copied into the answer)."""
     sender = request["sender"]
-    return sender if isinstance(sender, GeneralName) and sender.name else null_dn()
+    if not isinstance(sender, GeneralName) or not sender.name:
+        return null_dn()
+    try:
+        return load_der(GeneralName, sender.dump())
+    except DecodeError:
+        return null_dn()

@@ -429,3 +429,19 @@ def test_unprotected_error_messages_are_accepted_only_with_the_option() -> None:
     assert fail_info(exchange(make_server(clock=CLOCK, options=lenient), genm)) == {
         "badMessageCheck"
     }
+
+
+def test_a_broken_sender_name_is_not_copied_into_the_error_answer() -> None:
+    """Found by fuzz/fuzz_server.py: the header of a broken request is salvaged for the answer,
+    but its sender (here an OID ending inside an arc) must not become the answer's recipient."""
+    request = make_client("ec", clock=CLOCK).genm([]).request.dump()
+    assert PKIMessage.load(request)["header"]["sender"].dump() != bytes.fromhex("a4023000")
+    at = request.index(bytes.fromhex("0603550403"))  # the CN attribute of the sender's name
+    broken = request[:at] + bytes.fromhex("06035504ff") + request[at + 5 :]
+    answer = PKIMessage.load(make_server(clock=CLOCK).process_request(broken).dump())
+    assert fail_info(answer) == {"badDataFormat"}
+    assert answer["header"]["recipient"].dump() == bytes.fromhex("a4023000")  # NULL-DN
+    assert (
+        answer["header"]["transactionID"].native
+        == PKIMessage.load(request)["header"]["transactionID"].native
+    )
