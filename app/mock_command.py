@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from asn1crypto.x509 import GeneralName, Name
 from click.core import ParameterSource
 from cryptography import x509
 
 from sanscmp.engine.asn1 import PKIMessage, null_dn
 from sanscmp.engine.authentication import ProtectionPolicy
+from sanscmp.engine.client import directory_name
 from sanscmp.engine.errors import FailInfo
 from sanscmp.engine.events import ClientIdentity
 from sanscmp.engine.handlers import CmpServer
@@ -212,7 +212,7 @@ def build_mock_server(values: dict[str, Any]) -> CmpServer:
         central_key_package=KeyPackageFormat.OPENSSL,  # what OpenSSL 3.5 clients can read
     )
     config = ServerConfig(
-        name=_directory_name(srv_cert) if srv_cert is not None else null_dn(),
+        name=directory_name(srv_cert.subject) if srv_cert is not None else null_dn(),
         clock=SystemClock(),
         random=os.urandom,
         authenticator=UnprotectedAnswers(policy) if values["send_unprotected"] else policy,
@@ -349,7 +349,3 @@ def _chain_of(
         chain.append(issuer)
         current = issuer
     return tuple(chain)
-
-
-def _directory_name(certificate: x509.Certificate) -> GeneralName:
-    return GeneralName(name="directory_name", value=Name.load(certificate.subject.public_bytes()))
