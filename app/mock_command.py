@@ -326,9 +326,15 @@ def _serve(server: CmpServer, values: dict[str, Any]) -> None:
 
 
 def _log(response: PKIMessage) -> None:
+    """One line per answer, like OpenSSL's mock at its default verbosity; errors with status."""
     line = f"CMP info: sending {response['body'].name}"
     if response["body"].name == "error":
-        line += f": {response['body'].chosen['pKIStatusInfo'].native}"
+        info = response["body"].chosen["pKIStatusInfo"].native
+        texts = "; ".join(info["statusString"] or ())
+        bits = ", ".join(sorted(info["failInfo"] or ()))
+        line += (
+            f": {info['status']}" + (f" ({bits})" if bits else "") + (f": {texts}" if texts else "")
+        )
     print(line, file=sys.stderr, flush=True)
 
 

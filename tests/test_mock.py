@@ -305,3 +305,14 @@ def test_rsp_key_answers_central_key_generation() -> None:
     without_key = mock_server(clock)
     refused = perform(without_key, make_client(clock=clock, seed=b"2").ir([spec]))
     assert refused.fail_info == {"badRequest"}
+
+
+def test_answers_are_logged_one_line_each(capsys: pytest.CaptureFixture[str]) -> None:
+    from sanscmp.app.mock_command import _log
+
+    clock = FixedClock()
+    server = mock_server(clock, send_error=True)
+    _log(server.process_request(make_client(clock=clock).genm([]).request.dump()))
+    assert capsys.readouterr().err == (
+        "CMP info: sending error: rejection (badRequest): error processing message\n"
+    )
