@@ -29,6 +29,7 @@ from sanscmp.engine.asn1 import (
     InfoTypeAndValue,
     PKIFreeText,
     PKIMessage,
+    PKIStatus,
     PKIStatusInfo,
 )
 from sanscmp.engine.errors import BadRequest, FailInfo
@@ -40,15 +41,7 @@ from sanscmp.engine.responses import status_info
 Compat = Literal["3.0", "3.5"]
 
 # The PKIStatus names by number, as `-pkistatus` takes them (RFC 9810 PKIStatus).
-PKI_STATUSES = (
-    "accepted",
-    "grantedWithMods",
-    "rejection",
-    "waiting",
-    "revocationWarning",
-    "revocationNotification",
-    "keyUpdateWarning",
-)
+PKI_STATUSES: dict[int, str] = PKIStatus._map
 
 # OpenSSL's error reason texts, so that clients print the same diagnostics.
 ERROR_PROCESSING = "error processing message"

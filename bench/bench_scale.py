@@ -63,7 +63,7 @@ from sanscmp.app.config import Settings, load_settings
 from sanscmp.app.provision import provision
 from sanscmp.app.wiring import ProfileEndpoint, build_endpoints, load_authority
 from sanscmp.ca.authority import CertificateRequest
-from sanscmp.ca.store import IssuedCertificate, SqliteStore
+from sanscmp.ca.store import IssuedCertificate, SqliteStore, transaction_row
 from sanscmp.engine.client import CertRequestSpec, ClientConfig, ClientEngine
 from sanscmp.engine.protection import MacCredential, PbmScheme
 from sanscmp.engine.store import InMemoryNonceStore, InMemoryTransactionStore
@@ -368,22 +368,8 @@ def fill_open(rig: Rig, template: Transaction, rows: Rows, count: int, sample: S
                 rig.transactions.save(transaction)
                 rig.nonces.remember(nonce, now + timedelta(hours=1), now)
                 continue
-            t = transaction
-            transactions.append(
-                (
-                    t.transaction_id,
-                    t.client,
-                    t.request_type,
-                    t.pvno,
-                    _micros(t.expires_at),
-                    str(t.state),
-                    t.last_sender_nonce,
-                    t.pending_request,
-                    t.implicit_confirm,
-                    t.version,
-                )
-            )
-            issued.append((t.transaction_id, "0", 0, record.der))
+            transactions.append(transaction_row(transaction))
+            issued.append((transaction.transaction_id, "0", 0, record.der))
             nonces.append((nonce, keep))
         with rig.store._write() as db:  # the bench's bulk path, as for certificates
             db.executemany(_INSERT_CERTIFICATE, certificates)

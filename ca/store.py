@@ -418,6 +418,22 @@ _APPROVAL_COLUMNS: Final = (
 )
 
 
+def transaction_row(t: Transaction) -> tuple[Any, ...]:
+    """The cmp_transaction columns of a record, in the order of the save statement."""
+    return (
+        t.transaction_id,
+        t.client,
+        t.request_type,
+        t.pvno,
+        _micros(t.expires_at),
+        str(t.state),
+        t.last_sender_nonce,
+        t.pending_request,
+        bool(t.implicit_confirm),
+        t.version,
+    )
+
+
 def _certificate(row: Sequence[Any]) -> IssuedCertificate:
     return IssuedCertificate(
         serial=int(row[0], 16),
@@ -661,18 +677,7 @@ class SqliteStore:
 
     def save(self, transaction: Transaction) -> None:
         t = transaction
-        row = (
-            t.transaction_id,
-            t.client,
-            t.request_type,
-            t.pvno,
-            _micros(t.expires_at),
-            str(t.state),
-            t.last_sender_nonce,
-            t.pending_request,
-            bool(t.implicit_confirm),
-            t.version,
-        )
+        row = transaction_row(t)
         issued = [
             (t.transaction_id, str(cert_req_id), position, der)
             for position, (cert_req_id, der) in enumerate(t.issued.items())
