@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .asn1 import AlgorithmIdentifier, PKIMessage
+from .asn1 import AlgorithmIdentifier, PKIMessage, header_fields
 from .events import ClientIdentity
 from .pbm import DEFAULT_POLICY, DerivedKeyCache, MacPolicy, parse_mac_algorithm, verify_mac
 from .protection import (
@@ -48,10 +48,9 @@ class ProtectionPolicy:
             cache=self.cache,
             accept_unprotected=True,
         )
-        header = message["header"]
         return ClientIdentity(
             protection=str(verified.kind),
-            sender=header["sender"].dump(),
+            sender=header_fields(message["header"]).sender,
             sender_kid=verified.sender_kid,
             certificate=verified.certificate,
             chain=verified.chain,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .asn1 import NULL_DN_DER, PKIHeader
+from .asn1 import NULL_DN_DER, PKIHeader, header_fields
 from .errors import (
     BadRecipientNonce,
     BadRequest,
@@ -35,31 +35,36 @@ class HeaderPolicy:
 
 def check_version(header: PKIHeader) -> int:
     """pvno must be 2 (cmp2000) or 3 (cmp2021); the answer uses the request's."""
-    pvno: int = header["pvno"].native
+    pvno = header_fields(header).pvno
     if pvno not in SUPPORTED_PVNOS:
         raise UnsupportedVersion(f"pvno {pvno} not supported; 2 and 3 are")
+    assert pvno is not None
     return pvno
 
 
 def check_header(header: PKIHeader, policy: HeaderPolicy, now: datetime) -> None:
     """transactionID, senderNonce, recipient and messageTime of any request."""
-    if not header["transactionID"].native:
+    fields = header_fields(header)
+    if not fields.transaction_id:
         raise BadRequest("transactionID missing")
-    nonce = header["senderNonce"].native
+    nonce = fields.sender_nonce
     if nonce is None or len(nonce) < policy.min_nonce_length:
         raise BadSenderNonce(f"senderNonce missing or shorter than {policy.min_nonce_length} bytes")
-    recipient = header["recipient"].dump()
+    recipient = fields.recipient
     if policy.server_names and recipient != NULL_DN_DER and recipient not in policy.server_names:
         raise WrongAuthority("recipient names another CA")
-    if policy.max_time_skew is not None and header["messageTime"].native is not None:
-        sent: datetime = header["messageTime"].native
-        if abs(sent - now) > policy.max_time_skew:
-            raise BadTime(f"messageTime {sent.isoformat()} too far from server time")
+    sent = fields.message_time
+    if (
+        policy.max_time_skew is not None
+        and sent is not None
+        and abs(sent - now) > policy.max_time_skew
+    ):
+        raise BadTime(f"messageTime {sent.isoformat()} too far from server time")
 
 
 def check_recip_nonce(header: PKIHeader, expected: bytes) -> None:
     """A follow-up message (certConf, pollReq, error) must echo our last senderNonce."""
-    if header["recipNonce"].native != expected:
+    if header_fields(header).recip_nonce != expected:
         raise BadRecipientNonce("recipNonce does not match the last response's senderNonce")
 
 
@@ -67,5 +72,8 @@ def remember_nonce(
     header: PKIHeader, nonces: NonceStore, policy: HeaderPolicy, now: datetime
 ) -> None:
     """Refuse a senderNonce seen before: the request is a replay."""
-    if not nonces.remember(header["senderNonce"].native, now + policy.nonce_memory, now):
+    nonce = header_fields(header).sender_nonce
+    if nonce is None:
+        raise BadSenderNonce("senderNonce missing")
+    if not nonces.remember(nonce, now + policy.nonce_memory, now):
         raise BadSenderNonce("senderNonce was used before (replayed request)")

@@ -10,8 +10,10 @@ Only low tag numbers (< 31) occur in CMP's own types, and these helpers support 
 
 from __future__ import annotations
 
+INTEGER = 0x02
 BIT_STRING = 0x03
 OCTET_STRING = 0x04
+GENERALIZED_TIME = 0x18
 SEQUENCE = 0x30
 
 

@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .asn1 import NULL_DN_DER, AlgorithmIdentifier, PKIMessage
+from .asn1 import NULL_DN_DER, AlgorithmIdentifier, PKIMessage, header_fields
 from .encode import BIT_STRING, contents_of, explicit, octet_string, sequence, split, tlv
 from .errors import BadAlg, BadDataFormat, BadMessageCheck, SignerNotTrusted, WrongIntegrity
 from .pbm import (
@@ -215,7 +215,8 @@ def verify_protection(
     has_protection = _present(msg["protection"])
     if not has_alg and not has_protection:
         if accept_unprotected:
-            return VerifiedProtection(ProtectionKind.NONE, sender_kid=header["senderKID"].native)
+            kid = header_fields(header).sender_kid
+            return VerifiedProtection(ProtectionKind.NONE, sender_kid=kid)
         raise BadMessageCheck("message is not protected")
     if not has_alg:
         raise BadMessageCheck("protection present without protectionAlg")
@@ -241,7 +242,7 @@ def _verify_mac(
     cache: DerivedKeyCache | None,
 ) -> VerifiedProtection:
     params = parse_mac_algorithm(alg, policy)  # bounds first: no work for unacceptable ones
-    kid: bytes | None = msg["header"]["senderKID"].native
+    kid = header_fields(msg["header"]).sender_kid
     secret = secrets.secret_for(kid)
     if secret is None:
         raise BadMessageCheck("no shared secret known for this senderKID")
@@ -277,7 +278,7 @@ def _verify_signature(
         except SignerNotTrusted as exc:  # e.g. an expired certificate before its renewal
             untrusted = untrusted or exc
             continue
-        kid = header["senderKID"].native
+        kid = header_fields(header).sender_kid
         return VerifiedProtection(ProtectionKind.SIGNATURE, alg, kid, signer=signer)
     if untrusted is not None:
         raise untrusted  # the signature verified, but no certificate for its key is trusted

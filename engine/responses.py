@@ -14,13 +14,14 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from asn1crypto.cms import EnvelopedData
-from asn1crypto.core import GeneralizedTime, Integer, Null
+from asn1crypto.core import Integer, Null
 from asn1crypto.x509 import Certificate as AsnCertificate
 from asn1crypto.x509 import GeneralName
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import Certificate
 
 from .asn1 import (
+    NULL_DN_DER,
     CertResponse,
     EncryptedKey,
     ErrorMsgContent,
@@ -32,10 +33,10 @@ from .asn1 import (
     PKIStatusInfo,
     PollRep,
     RevRepContent,
-    load_der,
-    null_dn,
+    header_fields,
 )
-from .encode import explicit, octet_string, sequence
+from .asn1.der import check_der_schema
+from .encode import GENERALIZED_TIME, INTEGER, explicit, octet_string, sequence, tlv
 from .errors import DecodeError, FailInfo
 
 # Body of the response to each request type.
@@ -72,23 +73,21 @@ def response_header(
     implicit_confirm: bool = False,
 ) -> PKIHeader:
     """The header of an answer to `request`: its pvno and transactionID, recipNonce = its nonce."""
-    time = GeneralizedTime(now.astimezone(UTC).replace(microsecond=0))
+    asked = header_fields(request)
+    time = now.astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode()
     fields = [
-        Integer(_pvno_of(request)).dump(),
+        bytes((INTEGER, 1, asked.pvno if asked.pvno in (2, 3) else 2)),
         sender.dump(),
-        _recipient_of(request).dump(),
-        explicit(0, time.dump()),
+        _recipient_of(asked.sender),
+        explicit(0, tlv(GENERALIZED_TIME, time)),
     ]
-    recip_kid = request["senderKID"].native
-    if recip_kid is not None:
-        fields.append(explicit(3, octet_string(recip_kid)))
-    transaction_id = request["transactionID"].native
-    if transaction_id is not None:
-        fields.append(explicit(4, octet_string(transaction_id)))
+    if asked.sender_kid is not None:
+        fields.append(explicit(3, octet_string(asked.sender_kid)))
+    if asked.transaction_id is not None:
+        fields.append(explicit(4, octet_string(asked.transaction_id)))
     fields.append(explicit(5, octet_string(sender_nonce)))
-    recip_nonce = request["senderNonce"].native
-    if recip_nonce is not None:
-        fields.append(explicit(6, octet_string(recip_nonce)))
+    if asked.sender_nonce is not None:
+        fields.append(explicit(6, octet_string(asked.sender_nonce)))
     if implicit_confirm:
         fields.append(explicit(8, _IMPLICIT_CONFIRM))
     return PKIHeader(contents=b"".join(fields))
@@ -188,18 +187,11 @@ def _enveloped_key(enveloped: EnvelopedData) -> bytes:
     return encoded
 
 
-def _pvno_of(request: PKIHeader) -> int:
-    pvno = request["pvno"].native
-    return pvno if pvno in (2, 3) else 2
-
-
-def _recipient_of(request: PKIHeader) -> GeneralName:
-    """The request's sender, if it is a name in DER; else NULL-DN (a header salvaged from a
-    broken message may carry a broken name, which must not be copied into the answer)."""
-    sender = request["sender"]
-    if not isinstance(sender, GeneralName) or not sender.name:
-        return null_dn()
+def _recipient_of(sender: bytes) -> bytes:
+    """The request's sender, if it is a GeneralName in DER; else NULL-DN (a header salvaged from
+    a broken message may carry a broken name, which must not be copied into the answer)."""
     try:
-        return load_der(GeneralName, sender.dump())
+        check_der_schema(GeneralName, sender)
     except DecodeError:
-        return null_dn()
+        return NULL_DN_DER
+    return sender

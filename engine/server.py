@@ -30,6 +30,7 @@ from .asn1 import (
     PKIMessage,
     PKIStatusInfo,
     has_general_info,
+    header_fields,
     null_dn,
     recover_header,
 )
@@ -248,7 +249,9 @@ class ServerEngine:
         self, client: ClientIdentity, message: PKIMessage, now: datetime
     ) -> Inbound | Answered:
         header = message["header"]
-        tid: bytes = header["transactionID"].native
+        fields = header_fields(header)
+        tid = fields.transaction_id
+        assert tid is not None  # check_header refused a request without one
         transaction = self.config.transactions.load(tid)
         if transaction is not None and transaction.client != client.key:
             # Someone else's transaction: refused without touching it.
@@ -263,7 +266,7 @@ class ServerEngine:
                 transaction_id=tid,
                 client=client.key,
                 request_type=body_name,
-                pvno=header["pvno"].native,
+                pvno=check_version(header),
                 expires_at=now + self.options.transaction_timeout,
             )
         self._bind(transaction)
@@ -877,7 +880,7 @@ def _in_request_order(
 def _check_follow_up(header: PKIHeader, body_name: str, transaction: Transaction) -> None:
     """A message continuing a transaction echoes our last senderNonce; a client reporting an
     error may not have it (it could not read our answer), so there it may be absent."""
-    if body_name == "error" and header["recipNonce"].native is None:
+    if body_name == "error" and header_fields(header).recip_nonce is None:
         return
     check_recip_nonce(header, transaction.last_sender_nonce)
 
@@ -905,8 +908,8 @@ def _empty_header() -> PKIHeader:
 
 
 def _unprotected_client(message: PKIMessage) -> ClientIdentity:
-    header = message["header"]
-    return ClientIdentity("none", header["sender"].dump(), header["senderKID"].native)
+    fields = header_fields(message["header"])
+    return ClientIdentity("none", fields.sender, fields.sender_kid)
 
 
 def _crl_reason(details: AsnSequence) -> int | None:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from asn1crypto.x509 import GeneralName, Name
+from asn1crypto.x509 import Name
 from cryptography import x509
 from cryptography.x509.verification import (
     Criticality,
@@ -38,7 +38,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from .asn1 import NULL_DN_DER, PKIHeader
+from .asn1 import NULL_DN_DER, PKIHeader, header_fields
 from .encode import contents_of
 from .errors import BadMessageCheck, SignerNotTrusted
 
@@ -85,7 +85,7 @@ def signer_candidates(
     """
     sender = _sender_name(header)
     wanted = None if sender is None else _NameForms(sender, _normalized(sender))
-    kid = header["senderKID"].native
+    kid = header_fields(header).sender_kid
     offered = [config.pinned] if config.pinned is not None else list(extra_certs)
     pool = offered if config.pinned is not None else _unique(extra_certs, config)
     found = [cert for cert in pool if _matches(_facts(cert), wanted, kid)]
@@ -220,6 +220,7 @@ class _ValidationCache:
 
 
 _VALIDATIONS = _ValidationCache(maxsize=1024)
+_DIRECTORY_NAME = 0xA4  # GeneralName [4] directoryName
 
 
 def _ca_key_usage(_policy: Policy, _cert: x509.Certificate, ku: x509.KeyUsage | None) -> None:
@@ -261,12 +262,11 @@ def _unique(extra_certs: Sequence[x509.Certificate], config: TrustConfig) -> lis
 
 def _sender_name(header: PKIHeader) -> bytes | None:
     """DER of the sender's directoryName, None for the NULL-DN; `BadMessageCheck` for others."""
-    sender: GeneralName = header["sender"]
-    if sender.name != "directory_name":
+    der = header_fields(header).sender
+    if der[0] != _DIRECTORY_NAME:
         raise BadMessageCheck("a signature-protected message needs a directoryName sender")
     # The Name is the content of the [4] EXPLICIT tag: slicing the GeneralName's DER spares
     # asn1crypto parsing the Name (and `untag()` copying it) on every message.
-    der = sender.dump()
     return None if der == NULL_DN_DER else contents_of(der)
 
 

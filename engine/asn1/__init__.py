@@ -73,7 +73,6 @@ from .cmp import (
     RevRepContent,
     RevReqContent,
     RootCaKeyUpdateContent,
-    has_general_info,
     null_dn,
     recover_header,
 )
@@ -117,6 +116,7 @@ from .der import (
     load_der,
     load_lenient,
 )
+from .header_fields import HeaderFields, has_general_info, header_fields
 from .infotypes import (
     INFO_VALUE_TYPES,
     AlgorithmIdentifiers,
@@ -184,6 +184,7 @@ __all__ = [
     "ErrorMsgContent",
     "GenMsgContent",
     "GenRepContent",
+    "HeaderFields",
     "InfoType",
     "InfoTypeAndValue",
     "InfoTypeAndValues",
@@ -241,6 +242,7 @@ __all__ = [
     "check_der_framing",
     "first_inner_element",
     "has_general_info",
+    "header_fields",
     "load_der",
     "load_lenient",
     "null_dn",

@@ -455,12 +455,6 @@ def null_dn() -> GeneralName:
     return GeneralName.load(NULL_DN_DER)
 
 
-def has_general_info(header: PKIHeader, info_type: str) -> bool:
-    """Whether the header's generalInfo carries an entry of `info_type` (e.g. implicitConfirm)."""
-    infos = header["generalInfo"]
-    return infos.native is not None and any(i["infoType"].native == info_type for i in infos)
-
-
 def recover_header(data: bytes) -> PKIHeader | None:
     """The header of a message that does not decode as a whole, if the header alone parses.
 
