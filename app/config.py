@@ -33,6 +33,7 @@ class Settings:
     legacy_paths: tuple[str, ...] = ("/pkix/",)
     max_request_bytes: int = 256 * 1024
     database: Path = Path("sanscmp.db")
+    synchronous: str = "FULL"  # SQLite: FULL survives a power cut, NORMAL only a crash (faster)
     ca_key: Path = Path("ca-key.pem")
     ca_certificate: Path = Path("ca.pem")
     cmp_key: Path = Path("server-key.pem")
@@ -70,6 +71,10 @@ def _settings(directory: Path, data: dict[str, Any]) -> Settings:
     }
     if DEFAULT_PROFILE not in profiles:
         raise ValueError(f"[profiles.{DEFAULT_PROFILE}] is required")
+    storage = data.get("storage", {})
+    synchronous = str(storage.get("synchronous", "FULL")).upper()
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError('[storage] synchronous must be "FULL" or "NORMAL"')
     secrets = data.get("pbm", {}).get("secrets", {})
     if not all(isinstance(v, str) and v for v in secrets.values()):
         raise ValueError("[pbm.secrets] values must be non-empty strings")
@@ -80,7 +85,8 @@ def _settings(directory: Path, data: dict[str, Any]) -> Settings:
         workers=int(server.get("workers", 1)),
         legacy_paths=tuple(server.get("legacy_paths", ["/pkix/"])),
         max_request_bytes=int(server.get("max_request_bytes", 256 * 1024)),
-        database=directory / data.get("storage", {}).get("database", "sanscmp.db"),
+        database=directory / storage.get("database", "sanscmp.db"),
+        synchronous=synchronous,
         ca_key=directory / ca.get("key", "ca-key.pem"),
         ca_certificate=directory / ca.get("certificate", "ca.pem"),
         cmp_key=directory / cmp.get("key", "server-key.pem"),

@@ -155,6 +155,7 @@ max_request_bytes = 262144
 
 [storage]
 database = "sanscmp.db"          # SQLite: certificates, revocations, open transactions
+synchronous = "FULL"             # each commit survives a power cut; "NORMAL": only a crash
 
 [ca]
 key = "ca-key.pem"

@@ -129,7 +129,7 @@ def build_endpoints(settings: Settings, store: SqliteStore) -> dict[str, Profile
 
 def build_app(settings: Settings) -> CmpHttpApp:
     """The ASGI application serving every profile of `settings`."""
-    store = SqliteStore(settings.database)
+    store = SqliteStore(settings.database, synchronous=settings.synchronous)
     endpoints = build_endpoints(settings, store)
     services: dict[str, CmpService] = {
         label: EngineService(endpoint.process) for label, endpoint in endpoints.items()

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from sanscmp.app.cli import main
-from sanscmp.app.config import load_settings
+from sanscmp.app.config import ConfigError, load_settings
+from sanscmp.app.wiring import build_app
 from sanscmp.ca.store import IssuedCertificate, SqliteStore
 
 COMMANDS = [
@@ -58,6 +59,31 @@ def test_init_writes_stable_names_and_prints_what_to_use(directory: Path) -> Non
     server = x509.load_pem_x509_certificate((directory / "server.pem").read_bytes())
     server.verify_directly_issued_by(ca)
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+@pytest.mark.parametrize(("written", "pragma"), [(None, 2), ('"FULL"', 2), ('"normal"', 1)])
+def test_storage_synchronous_reaches_the_served_store(
+    directory: Path, written: str | None, pragma: int
+) -> None:
+    """`[storage] synchronous` (FULL by default) is what the served SQLite connection uses."""
+    config = directory / "sanscmp.toml"
+    text = config.read_text()
+    assert 'synchronous = "FULL"' in text  # init writes the default out
+    if written is None:
+        text = text.replace('synchronous = "FULL"', "")
+    else:
+        text = text.replace('synchronous = "FULL"', f"synchronous = {written}")
+    config.write_text(text)
+    app = build_app(load_settings(directory))
+    endpoint = app.config.services["default"].process.__self__  # type: ignore[attr-defined]
+    assert endpoint.store._connection().execute("PRAGMA synchronous").fetchone()[0] == pragma
+
+
+def test_storage_synchronous_refuses_unsafe_values(directory: Path) -> None:
+    config = directory / "sanscmp.toml"
+    config.write_text(config.read_text().replace('synchronous = "FULL"', 'synchronous = "OFF"'))
+    with pytest.raises(ConfigError, match="synchronous"):
+        load_settings(directory)
 
 
 def test_init_refuses_to_overwrite(directory: Path) -> None:
