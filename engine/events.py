@@ -9,6 +9,7 @@ Inbound facts are past tense (`CertificatesRequested`); decisions are verbs (`Is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -45,9 +46,10 @@ class ClientIdentity:
     chain: tuple[Certificate, ...] = ()  # its validated path, up to the trust anchor
     verified: VerifiedProtection | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @functools.cached_property
     def key(self) -> bytes:
-        """A stable byte string naming this client, to bind a transaction to it."""
+        """A stable byte string naming this client, to bind a transaction to it (computed once:
+        it is asked for several times per request)."""
         if self.certificate is not None:
             return b"cert:" + self.certificate.fingerprint(SHA256())
         if self.protection == "mac" and self.sender_kid is not None:

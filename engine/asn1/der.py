@@ -338,7 +338,16 @@ def _kind_of(spec: _Spec) -> int:
 class _Field:
     """One field of a Sequence class, as `Sequence._parse_children` reads it."""
 
-    __slots__ = ("default", "default_der", "ident", "name", "optional", "plan", "static")
+    __slots__ = (
+        "accepts",
+        "default",
+        "default_der",
+        "ident",
+        "name",
+        "optional",
+        "plan",
+        "static",
+    )
 
     def __init__(self, spec: _Spec, index: int) -> None:
         name, field_spec, params = spec._fields[index]
@@ -352,6 +361,8 @@ class _Field:
         if spec._precomputed_specs[index] is not None:
             self.static = (field_spec, field_spec, params, None)
         self.plan: _Plan | None = None  # the static spec's plan, made when first needed
+        # an untagged CHOICE's verdicts by element (class, tag): see `_choice_accepts`
+        self.accepts: dict[tuple[int, int], bool] = {}
 
 
 class _Plan:
@@ -641,7 +652,7 @@ def _check_fields(data: bytes, start: int, end: int, plan: _Plan, depth: int) ->
                 not field.optional
                 or field.ident == element_id
                 or field_spec is Any
-                or _choice_accepts(field_spec, params, head, data)
+                or _field_accepts(field, field_spec, params, head, data)
             ):
                 break
             found.append(None)  # absent: the element is for a later field
@@ -726,6 +737,20 @@ def _child_tuple(
     (cls, constructed, tag, pos, contents, end), child_spec, params, nested = entry
     parts = (cls, constructed, tag, data[pos:contents], data[contents:end], b"")
     return (*parts, child_spec, params) if nested is None else (*parts, child_spec, params, nested)
+
+
+def _field_accepts(
+    field: _Field, spec: _Spec, params: dict[str, object], head: _Head, data: bytes
+) -> bool:
+    """`_choice_accepts`, remembered per element class and tag for a field of a static spec
+    (an explicitly tagged CHOICE's verdict depends on the element inside: not remembered)."""
+    if field.static is None or "explicit" in params or getattr(spec, "explicit", None):
+        return _choice_accepts(spec, params, head, data)
+    key = (head[0], head[2])
+    verdict = field.accepts.get(key)
+    if verdict is None:
+        verdict = field.accepts[key] = _choice_accepts(spec, params, head, data)
+    return verdict
 
 
 def _choice_accepts(spec: _Spec, params: dict[str, object], head: _Head, data: bytes) -> bool:
