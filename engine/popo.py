@@ -104,6 +104,9 @@ _KEY_USES: dict[str, tuple[str, frozenset[str]]] = {
 }
 _USE_OF_KIND = {"signature": _SIGN, "keyEncipherment": _ENCIPHER, "keyAgreement": _AGREE}
 _PARSE_ERRORS = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+_POPO_SIGNATURE = 0xA1  # ProofOfPossession signature [1] IMPLICIT POPOSigningKey
+_TEMPLATE_SUBJECT = 0xA5  # CertTemplate subject [5] (EXPLICIT: Name is a CHOICE)
+_TEMPLATE_PUBLIC_KEY = 0xA6  # CertTemplate publicKey [6] IMPLICIT SubjectPublicKeyInfo
 
 # POPOPrivKey alternatives this engine does not implement, with the reason given to the client.
 _REJECTED_PRIVKEY = {
@@ -164,6 +167,9 @@ def verify_popo(
     sender); `accept_ra_verified` allows raVerified (OpenSSL's accept_raverified: only for an
     RA the server trusts); `pkmac_verify` checks a publicKeyMAC with the requester's secret.
     """
+    signed = _plain_signature_popo(cert_req_msg)
+    if signed is not None:
+        return _verify_plain_signature(*signed)
     popo = cert_req_msg["popo"]
     if _is_void(popo):
         raise BadPOP("proof-of-possession missing (required unless central key generation)")
@@ -245,6 +251,49 @@ def _verify_signature_popo(
     if not verify(load_public_key(spki), alg, signed, popo_key["signature"].native):
         raise BadPOP("signature POPO does not verify")
     return PopoResult(PopoMethod.SIGNATURE, "signature", spki, auth_info)
+
+
+def _plain_signature_popo(cert_req_msg: CertReqMsg) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """(SPKI, signed certReq, algorithm, signature) of the most common POPO, read from the DER:
+    a signature over certReq by the key of a template with subject and publicKey (RFC 9483
+    4.1.1). None for anything else, which `verify_popo` reads through asn1crypto as it must."""
+    try:
+        parts = split(contents_of(cert_req_msg.dump()))
+        cert_req, popo = parts[0], parts[1]
+        if popo[0] != _POPO_SIGNATURE:
+            return None
+        key_parts = split(contents_of(popo))
+        template = split(contents_of(cert_req))[1]
+        fields = {field[0]: field for field in split(contents_of(template))}
+    except (ValueError, IndexError):
+        return None
+    public_key = fields.get(_TEMPLATE_PUBLIC_KEY)
+    if len(key_parts) != 2 or _TEMPLATE_SUBJECT not in fields or public_key is None:
+        return None  # poposkInput, or no subject, or no key: the general path
+    algorithm, signature = key_parts
+    signature_contents = contents_of(signature)
+    if algorithm[0] != 0x30 or signature[0] != 0x03 or signature_contents[:1] != b"\x00":
+        return None  # not an OCTET-aligned BIT STRING: the general path says what is wrong
+    return _sequence_der(contents_of(public_key)), cert_req, algorithm, signature_contents[1:]
+
+
+def _verify_plain_signature(
+    spki: bytes, signed: bytes, algorithm_der: bytes, signature: bytes
+) -> PopoResult:
+    """The checks `verify_popo` makes of a signature POPO over certReq, in the same order."""
+    oid, bits = _spki_parts(spki)
+    if bits == b"":
+        raise BadPOP("signature POPO for an empty public key (central key generation takes none)")
+    _check_key_use(oid, "signature")
+    if not verify(load_public_key(spki), _algorithm(algorithm_der), signed, signature):
+        raise BadPOP("signature POPO does not verify")
+    return PopoResult(PopoMethod.SIGNATURE, "signature", spki)
+
+
+@functools.lru_cache(maxsize=64)
+def _algorithm(der: bytes) -> AlgorithmIdentifier:
+    """A signature AlgorithmIdentifier, parsed once per distinct encoding (a handful in use)."""
+    return load_der(AlgorithmIdentifier, der)
 
 
 def _check_auth_info(

@@ -8,6 +8,7 @@ import hmac
 import json
 import os
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from asn1crypto import csr as acsr
@@ -600,6 +601,37 @@ def test_any_bit_flip_in_signed_bytes_fails(key_name: str, cn: str, data: st.Dat
         assert key_name.startswith("ml-dsa")
         return
     pytest.fail(f"bit {bit} of byte {index} flipped and the POPO still verified")
+
+
+def _verdict(msg: CertReqMsg) -> tuple[str, str]:
+    try:
+        result = verify_popo(msg)
+    except CmpError as error:
+        return type(error).__name__, error.text
+    return result.method.name, repr(result)
+
+
+@given(key_name=st.sampled_from(_PROPERTY_KEYS), cn=_cn, data=st.data())
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_der_fast_path_gives_the_general_verdict(
+    key_name: str, cn: str, data: st.DataObject
+) -> None:
+    """The signature POPO read from the DER (`_plain_signature_popo`) answers as the general,
+    asn1crypto path does: for intact requests and for any bit flipped in them."""
+    der = bytearray(_signed_der(key_name, cn))
+    if data.draw(st.booleans()):
+        der[data.draw(st.integers(0, len(der) - 1))] ^= 1 << data.draw(st.integers(0, 7))
+    try:
+        msg = load_der(CertReqMsg, bytes(der))
+    except DecodeError:
+        return
+    assert popo_module._plain_signature_popo(msg) is not None or bytes(der) != _signed_der(
+        key_name, cn
+    )
+    fast = _verdict(msg)
+    with mock.patch.object(popo_module, "_plain_signature_popo", lambda _msg: None):
+        general = _verdict(load_der(CertReqMsg, bytes(der)))
+    assert fast == general
 
 
 # --- real OpenSSL messages -----------------------------------------------------------------------
