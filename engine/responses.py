@@ -10,6 +10,7 @@ encode the header again when it is protected.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
@@ -55,13 +56,20 @@ FailBits = FailInfo | frozenset[FailInfo] | None
 
 def status_info(status: str, fail_info: FailBits = None, text: str = "") -> PKIStatusInfo:
     """PKIStatusInfo with optional failure bits and statusString."""
+    bits = frozenset((fail_info,)) if isinstance(fail_info, FailInfo) else fail_info or frozenset()
+    info: PKIStatusInfo = PKIStatusInfo.load(_status_info_der(status, bits, text))
+    return info
+
+
+@functools.lru_cache(maxsize=256)
+def _status_info_der(status: str, bits: frozenset[FailInfo], text: str) -> bytes:
+    """The DER of a PKIStatusInfo, encoded once per distinct value (most answers share a few)."""
     value: dict[str, object] = {"status": status}
     if text:
         value["statusString"] = [text]
-    bits = {fail_info} if isinstance(fail_info, FailInfo) else fail_info
     if bits:
         value["failInfo"] = {bit.name for bit in bits}
-    return PKIStatusInfo(value)
+    return bytes(PKIStatusInfo(value).dump())
 
 
 def response_header(
