@@ -8,6 +8,7 @@ come from the profile, not from the request.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -28,7 +29,12 @@ CaKey = (
     | ed448.Ed448PrivateKey
 )
 SAN_OID = x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME
+BASIC_CONSTRAINTS_OID = x509.oid.ExtensionOID.BASIC_CONSTRAINTS
 CLOCK_SKEW = timedelta(minutes=5)  # notBefore is backdated this much for clients with slow clocks
+_BASIC_CONSTRAINTS = {  # by cA: critical, no pathLenConstraint
+    ca: x509.Extension(BASIC_CONSTRAINTS_OID, True, x509.BasicConstraints(ca, None))
+    for ca in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -51,9 +57,13 @@ class Issued:
     modified: bool
 
 
-@dataclass
+@dataclass(frozen=True)
 class CertificateAuthority:
-    """A CA key and certificate (and the chain above it, if the CA is not a root)."""
+    """A CA key and certificate (and the chain above it, if the CA is not a root).
+
+    Frozen: what derives from them (its name, the AuthorityKeyIdentifier of the certificates it
+    issues, the signature hash) is computed once, on first use.
+    """
 
     key: CaKey
     certificate: x509.Certificate
@@ -63,6 +73,11 @@ class CertificateAuthority:
     def path(self) -> tuple[x509.Certificate, ...]:
         """This CA's certificate and the ones above it: the chain sent with issued certificates."""
         return (self.certificate, *self.chain)
+
+    @functools.cached_property
+    def subject(self) -> x509.Name:
+        """This CA's name (the issuer of its certificates), parsed once."""
+        return self.certificate.subject
 
     def issue(
         self, request: CertificateRequest, profile: Profile, now: datetime, serial: int
@@ -76,43 +91,81 @@ class CertificateAuthority:
             raise NotAuthorized(f"profile {profile.label or 'default'!r} issues no CA certificates")
         not_before, not_after, clamped = _validity(request, profile, now)
         modified |= clamped
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(request.subject)
-            .issuer_name(self.certificate.subject)
-            .public_key(public_key)
-            .serial_number(serial)
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=request.ca, path_length=None), critical=True)
-            .add_extension(_key_usage(profile), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-            .add_extension(self._authority_key_id(), critical=False)
+        fixed = _profile_extensions(
+            profile.key_usage, profile.extended_key_usage, profile.crl_distribution_point
         )
-        if profile.extended_key_usage:
-            usages = [ObjectIdentifier(EXTENDED_KEY_USAGES[u]) for u in profile.extended_key_usage]
-            builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
+        extensions = [
+            _BASIC_CONSTRAINTS[request.ca],
+            fixed.key_usage,
+            x509.Extension(ski.oid, False, ski),
+            self._authority_key_id,
+            *fixed.extended_key_usage,
+        ]
         if request.subject_alt_names is not None:
             if profile.allow_san:
                 # Copied as requested (the engine has checked it is DER GeneralNames).
                 san = x509.UnrecognizedExtension(SAN_OID, request.subject_alt_names)
-                builder = builder.add_extension(san, critical=len(request.subject) == 0)
+                extensions.append(x509.Extension(SAN_OID, len(request.subject) == 0, san))
             else:
                 modified = True
-        if profile.crl_distribution_point:
-            point = x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(profile.crl_distribution_point)], None, None, None
-            )
-            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-        certificate = builder.sign(self.key, _signature_hash(self.key))
+        extensions.extend(fixed.crl_distribution_points)
+        # The extensions in one list (distinct by construction): `add_extension` would copy the
+        # builder and compare each with those before it, for every one.
+        builder = (
+            x509.CertificateBuilder(extensions=extensions)
+            .subject_name(request.subject)
+            .issuer_name(self.subject)
+            .public_key(public_key)
+            .serial_number(serial)
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+        )
+        certificate = builder.sign(self.key, self._signature_hash)
         return Issued(certificate, modified)
 
-    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+    @functools.cached_property
+    def _authority_key_id(self) -> x509.Extension[x509.AuthorityKeyIdentifier]:
         try:
             ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-            return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+            aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
         except x509.ExtensionNotFound:
-            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key())
+        return x509.Extension(aki.oid, False, aki)
+
+    @functools.cached_property
+    def _signature_hash(self) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+        return _signature_hash(self.key)
+
+
+@dataclass(frozen=True)
+class _ProfileExtensions:
+    """The extensions a profile puts in every certificate (the same objects each time)."""
+
+    key_usage: x509.Extension[x509.KeyUsage]
+    extended_key_usage: tuple[x509.Extension[x509.ExtendedKeyUsage], ...]  # none or one
+    crl_distribution_points: tuple[x509.Extension[x509.CRLDistributionPoints], ...]  # none or one
+
+
+@functools.cache
+def _profile_extensions(
+    key_usage: tuple[str, ...], extended_key_usage: tuple[str, ...], crl_uri: str | None
+) -> _ProfileExtensions:
+    """A profile's fixed extensions, built once per distinct setting (keyed by the settings:
+    `Profile` itself is not hashable)."""
+    ku = _key_usage(key_usage)
+    eku: tuple[x509.Extension[x509.ExtendedKeyUsage], ...] = ()
+    if extended_key_usage:
+        usages = x509.ExtendedKeyUsage(
+            [ObjectIdentifier(EXTENDED_KEY_USAGES[u]) for u in extended_key_usage]
+        )
+        eku = (x509.Extension(usages.oid, False, usages),)
+    crl: tuple[x509.Extension[x509.CRLDistributionPoints], ...] = ()
+    if crl_uri:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
+        points = x509.CRLDistributionPoints([point])
+        crl = (x509.Extension(points.oid, False, points),)
+    return _ProfileExtensions(x509.Extension(ku.oid, True, ku), eku, crl)
 
 
 def _allowed_key(spki_der: bytes, profile: Profile) -> CertificatePublicKeyTypes:
@@ -157,8 +210,8 @@ def _validity(
     return not_before, not_after, clamped
 
 
-def _key_usage(profile: Profile) -> x509.KeyUsage:
-    flags = {usage: usage in profile.key_usage for usage in KEY_USAGES}
+def _key_usage(key_usage: tuple[str, ...]) -> x509.KeyUsage:
+    flags = {usage: usage in key_usage for usage in KEY_USAGES}
     return x509.KeyUsage(**flags, encipher_only=False, decipher_only=False)
 
 

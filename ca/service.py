@@ -15,7 +15,6 @@ from datetime import datetime
 
 from asn1crypto.core import Null
 from asn1crypto.x509 import Extensions as AsnExtensions
-from asn1crypto.x509 import Name as AsnName
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -53,6 +52,7 @@ from .store import (
     InvalidStatusTransition,
     IssuedCertificate,
 )
+from .template import name_from_asn1, requested_extensions, template_request
 
 REASON_UNSPECIFIED = 0
 REASON_SUPERSEDED = 4
@@ -144,11 +144,9 @@ class CaService:
                 self.store.add(record)
             except DuplicateSerial:
                 continue
+            path = self.ca.path
             return Issue(
-                certificate,
-                chain=self.ca.path,
-                ca_pubs=self.ca.path[-1:],
-                with_modifications=issued.modified,
+                certificate, chain=path, ca_pubs=path[-1:], with_modifications=issued.modified
             )
         return Reject(FailInfo.systemFailure, "could not allocate a unique serial number")
 
@@ -173,7 +171,7 @@ class CaService:
         """A signer certificate issued by this CA must be known and in force."""
         certificate = client.certificate
         assert certificate is not None
-        if certificate.issuer != self.ca.certificate.subject:
+        if certificate.issuer != self.ca.subject:
             return None  # a configured client CA vouched for it; the engine validated the path
         record = self.store.get(certificate.serial_number)
         if record is None or record.der != certificate.public_bytes(Encoding.DER):
@@ -188,7 +186,7 @@ class CaService:
         """oldCertID, where given, must name the signer certificate (RFC 9483 4.1.3)."""
         signer = inbound.client.certificate
         assert signer is not None
-        if signer.issuer != self.ca.certificate.subject:
+        if signer.issuer != self.ca.subject:
             return Reject(FailInfo.notAuthorized, "kur only for certificates of this CA")
         for request in inbound.requests:
             if request.cert_req_msg is None:
@@ -244,7 +242,7 @@ class CaService:
         issuer = template["issuer"]
         if serial is None or issuer.native is None:
             return Reject(FailInfo.badCertTemplate, "RevDetails must give issuer and serialNumber")
-        if issuer.chosen.dump() != self.ca.certificate.subject.public_bytes():
+        if issuer.chosen.dump() != self.ca.subject.public_bytes():
             return Reject(FailInfo.badCertId, "certificate not issued by this CA")
         record = self.store.get(serial)
         if record is None:
@@ -267,7 +265,7 @@ class CaService:
             return False
         if self._check_signer(client) is not None:
             return False
-        own = signer.issuer == self.ca.certificate.subject and signer.serial_number == serial
+        own = signer.issuer == self.ca.subject and signer.serial_number == serial
         return own or signer.subject.rfc4514_string() in self.profile.ra_subjects
 
     def _revoke_serials(self, serials: list[int], reason: int) -> None:
@@ -303,54 +301,12 @@ def _certificate_request(request: RequestedCertificate) -> CertificateRequest:
     """The public key, subject, SANs, CA flag and validity asked for."""
     if request.csr is not None:
         info = request.csr["certification_request_info"]
-        requested = _requested_extensions(_csr_extensions(info))
+        requested = requested_extensions(_csr_extensions(info))
         return CertificateRequest(
-            info["subject_pk_info"].dump(), _name(info["subject"]), *requested, None, None
+            info["subject_pk_info"].dump(), name_from_asn1(info["subject"]), *requested, None, None
         )
-    template = request.template
-    assert template is not None
-    if template["publicKey"].native is None:
-        raise ValueError("no public key (central key generation is not offered)")
-    subject = x509.Name([]) if template["subject"].native is None else _name(template["subject"])
-    extensions = template["extensions"]
-    requested = _requested_extensions(extensions if extensions.native is not None else None)
-    validity = template["validity"]
-    not_before = not_after = None
-    if validity.native is not None:
-        not_before = validity["notBefore"].native
-        not_after = validity["notAfter"].native
-    return CertificateRequest(
-        template["publicKey"].untag().dump(), subject, *requested, not_before, not_after
-    )
-
-
-def _name(name: AsnName) -> x509.Name:
-    """An asn1crypto Name as a `cryptography` Name, attribute by attribute."""
-    return x509.Name(
-        [
-            x509.RelativeDistinguishedName(
-                [
-                    x509.NameAttribute(
-                        x509.ObjectIdentifier(attr["type"].dotted), str(attr["value"].native)
-                    )
-                    for attr in rdn
-                ]
-            )
-            for rdn in name.chosen
-        ]
-    )
-
-
-def _requested_extensions(extensions: AsnExtensions | None) -> tuple[bytes | None, bool]:
-    """(DER GeneralNames of subjectAltName or None, whether basicConstraints asks for a CA)."""
-    sans, ca = None, False
-    for extension in extensions or ():
-        kind = extension["extn_id"].native
-        if kind == "subject_alt_name":
-            sans = extension["extn_value"].parsed.dump()
-        elif kind == "basic_constraints":
-            ca = bool(extension["extn_value"].parsed["ca"].native)
-    return sans, ca
+    assert request.template is not None
+    return template_request(request.template)
 
 
 def _csr_extensions(info: object) -> AsnExtensions | None:
