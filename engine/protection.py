@@ -154,9 +154,15 @@ class VerifiedProtection:
 
 
 def protected_part_bytes(msg: PKIMessage) -> bytes:
-    """DER of ProtectedPart from the header and body bytes as they are (received or built)."""
-    content = msg["header"].dump() + msg["body"].dump()
-    return _der_sequence(content)
+    """DER of ProtectedPart from the header and body bytes as they are (received or built).
+
+    Sliced from the message's contents: no header or body object is built for it, and no
+    `dump()` re-encodes one whose length octet happens to be 0x80 (asn1crypto's BER check)."""
+    try:
+        header, body = split(msg.contents)[:2]
+    except ValueError:  # not for `split` (e.g. a high tag number): through asn1crypto
+        return _der_sequence(msg["header"].dump() + msg["body"].dump())
+    return _der_sequence(header + body)
 
 
 def protect(

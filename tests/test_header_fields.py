@@ -23,7 +23,7 @@ from sanscmp.engine.asn1.header_fields import _read_der, _read_parsed
 @given(pki_headers())
 def test_der_reading_matches_asn1crypto(header: PKIHeader) -> None:
     der = header.dump()
-    assert _read_der(der) == _read_parsed(PKIHeader.load(der))
+    assert _read_der(PKIHeader.load(der).contents) == _read_parsed(PKIHeader.load(der))
 
 
 @pytest.mark.parametrize(
@@ -35,7 +35,7 @@ def test_message_time_forms(encoded: bytes) -> None:
         messageTime=core.GeneralizedTime.load(b"\x18" + bytes([len(encoded)]) + encoded)
     )
     der = header.dump()
-    fields = _read_der(der)
+    fields = _read_der(PKIHeader.load(der).contents)
     assert fields.message_time == PKIHeader.load(der)["messageTime"].native
     assert fields.message_time is not None and fields.message_time.tzinfo is not None
 
@@ -51,13 +51,31 @@ def test_unnamed_info_type_reads_dotted() -> None:
 
 
 def test_header_not_in_der_falls_back() -> None:
-    """A BER length (as a salvaged header may have) is not for the fast reader, but still read."""
-    der = _header(senderKID=b"kid").dump()
-    ber = der[:1] + b"\x81" + der[1:]  # long-form length for a short value: BER, not DER
-    header = PKIHeader.load(ber, strict=False)
+    """A time with an offset (BER allows it, DER does not; a salvaged header may have it) is not
+    for the fast reader: asn1crypto reads the header, with the same meaning."""
+    local = b"20261129113000+0100"
+    fields = _header(messageTime=datetime(2026, 11, 29, 10, 30, tzinfo=UTC), senderKID=b"kid")
+    good = fields.contents
+    start = good.index(b"\xa0")
+    length = good[start + 1] + 2
+    bad = good[:start] + b"\xa0" + bytes([len(local) + 2, 0x18, len(local)]) + local
+    bad += good[start + length :]
     with pytest.raises(ValueError):
-        _read_der(b"\x31" + der[1:])  # not a SEQUENCE
-    assert header_fields(header).sender_kid == b"kid"
+        _read_der(bad)
+    loaded = PKIHeader.load(b"\x30" + bytes([len(bad)]) + bad, strict=False)
+    read = header_fields(loaded)
+    assert read.message_time == datetime(2026, 11, 29, 10, 30, tzinfo=UTC)
+    assert read.sender_kid == b"kid"
+
+
+def test_header_of_128_bytes_is_read_from_its_contents() -> None:
+    """A length octet of 0x80 makes asn1crypto's `dump()` re-encode; the contents are read."""
+    header = _header(senderKID=b"k" * 100)
+    header = _header(senderKID=b"k" * (100 + 128 - len(header.contents)))
+    der = header.dump()
+    assert der[1:3] == b"\x81\x80"
+    loaded = PKIHeader.load(der)
+    assert header_fields(loaded).sender_kid == header["senderKID"].native
 
 
 def test_changed_header_is_read_again() -> None:

@@ -21,7 +21,7 @@ _OCTET_STRING = 0x04
 _GENERALIZED_TIME = 0x18
 _CANONICAL_TIME = re.compile(rb"(\d{14})(?:\.(\d{0,5}[1-9]))?Z")
 _NAME_TAGS = frozenset({0x80, 0x81, 0x82, 0x83, 0xA3, 0xA4, 0xA5, 0x86, 0x87, 0x88})  # GeneralName
-_CACHE = "_sanscmp_header_fields"  # attribute of the header object: (its DER, its fields)
+_CACHE = "_sanscmp_header_fields"  # attribute of the header object: (its contents, its fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,15 +43,17 @@ class HeaderFields:
 
 def header_fields(header: PKIHeader) -> HeaderFields:
     """The fields of `header`, read once (again only if the header was changed since)."""
-    der = header.dump()
+    # Its contents, not `dump()`: asn1crypto takes a length whose last octet is 0x80 (e.g. 128)
+    # for an indefinite one and would re-encode the whole header.
+    contents = header.contents
     cached: tuple[bytes, HeaderFields] | None = getattr(header, _CACHE, None)
-    if cached is not None and cached[0] == der:
+    if cached is not None and cached[0] == contents:
         return cached[1]
     try:
-        fields = _read_der(der)
-    except (ValueError, IndexError):
+        fields = _read_der(contents)
+    except (ValueError, IndexError, TypeError):
         fields = _read_parsed(header)
-    setattr(header, _CACHE, (der, fields))
+    setattr(header, _CACHE, (contents, fields))
     return fields
 
 
@@ -60,11 +62,10 @@ def has_general_info(header: PKIHeader, info_type: str) -> bool:
     return info_type in header_fields(header).general_info
 
 
-def _read_der(der: bytes) -> HeaderFields:
-    """The fields of a header in DER order and form; `ValueError` for anything else."""
-    if der[0] != 0x30:
-        raise ValueError("not a SEQUENCE")
-    parts = split(contents_of(der))
+def _read_der(contents: bytes) -> HeaderFields:
+    """The fields of a header (its SEQUENCE's contents) in DER order and form; `ValueError` for
+    anything else."""
+    parts = split(contents)
     if len(parts) < 3 or parts[0][0] != 0x02:
         raise ValueError("pvno, sender, recipient expected")
     if parts[1][0] not in _NAME_TAGS or parts[2][0] not in _NAME_TAGS:
