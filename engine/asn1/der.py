@@ -742,10 +742,13 @@ def _child_tuple(
 def _field_accepts(
     field: _Field, spec: _Spec, params: dict[str, object], head: _Head, data: bytes
 ) -> bool:
-    """`_choice_accepts`, remembered per element class and tag for a field of a static spec
-    (an explicitly tagged CHOICE's verdict depends on the element inside: not remembered)."""
-    if field.static is None or "explicit" in params or getattr(spec, "explicit", None):
+    """`_choice_accepts`, answered from the field where its spec is static: never for a field
+    that is no CHOICE or is explicitly tagged (an element with its tag matched `ident` before),
+    else remembered per element class and tag."""
+    if field.static is None or getattr(spec, "explicit", None):
         return _choice_accepts(spec, params, head, data)
+    if "explicit" in params or not issubclass(spec, Choice):
+        return False
     key = (head[0], head[2])
     verdict = field.accepts.get(key)
     if verdict is None:
