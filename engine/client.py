@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asn1crypto.cms import EnvelopedData
-from asn1crypto.core import Boolean, Null, OctetBitString, OctetString, Void
+from asn1crypto.core import Boolean, Integer, Null, OctetBitString, OctetString, Void
 from asn1crypto.core import ObjectIdentifier as AsnObjectIdentifier
 from asn1crypto.crl import CRLReason
 from asn1crypto.csr import CertificationRequest
@@ -67,6 +67,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .asn1 import (
+    BODY_TYPES,
     NULL_DN_DER,
     AuthInfo,
     CertRequest,
@@ -74,7 +75,6 @@ from .asn1 import (
     CertTemplate,
     InfoTypeAndValue,
     PKIBody,
-    PKIHeader,
     PKIMessage,
     PKIStatusInfo,
     PKMACValue,
@@ -86,6 +86,7 @@ from .asn1 import (
     null_dn,
 )
 from .certhash import cert_hash
+from .encode import GENERALIZED_TIME, explicit, octet_string, sequence, tlv
 from .envelope import RecipientPrivateKey, decrypt_certificate
 from .errors import (
     BadAlg,
@@ -117,7 +118,7 @@ from .protection import (
     protect,
     verify_protection,
 )
-from .responses import RESPONSE_TO, error_body, status_info
+from .responses import IMPLICIT_CONFIRM_INFO, RESPONSE_TO, error_body, status_info
 from .signature import SigningKey
 from .trust import TrustConfig
 
@@ -317,21 +318,23 @@ class ClientEngine:
             spki = _spki(spec)
             subject = spec.subject if spec.subject is not None or old is None else old.subject
             controls = {"controls": [_old_cert_id(old)]} if old is not None else {}
-            cert_request = CertRequest(
-                {
-                    "certReqId": cert_req_id,
-                    "certTemplate": _template(spec, spki, subject),
-                    **controls,
-                }
+            cert_request = _encoded(
+                CertRequest(
+                    {
+                        "certReqId": cert_req_id,
+                        "certTemplate": _template(spec, spki, subject),
+                        **controls,
+                    }
+                )
             )
             popo = self._popo(spec, cert_request, spki, subject is not None)
-            messages.append({"certReq": cert_request, "popo": popo})
+            messages.append(sequence(cert_request.dump(), popo.dump()))
             requested[cert_req_id] = _Requested(spki, _decryption_key(spec))
-        return ClientTransaction(self.config, PKIBody(name=body_type, value=messages), requested)
+        return ClientTransaction(self.config, _body(body_type, sequence(*messages)), requested)
 
     def _central_keygen_request(
         self, cert_req_id: int, spec: CertRequestSpec, old: x509.Certificate | None
-    ) -> dict[str, object]:
+    ) -> bytes:
         """A CertReqMsg without POPO whose template has no key, or only the wanted algorithm."""
         if spec.key is not None or spec.public_key is not None or spec.decryption_key is not None:
             raise ValueError("central key generation takes no key: the CA generates it")
@@ -343,7 +346,7 @@ class ClientEngine:
         cert_request = CertRequest(
             {"certReqId": cert_req_id, "certTemplate": _template(spec, hint, subject), **controls}
         )
-        return {"certReq": cert_request}
+        return sequence(cert_request.dump())  # CertReqMsg without popo
 
     def _popo(
         self, spec: CertRequestSpec, cert_request: CertRequest, spki: bytes | None, subject: bool
@@ -437,21 +440,26 @@ class ClientTransaction:
     # ---- sending -----------------------------------------------------------------------------
 
     def _message(self, body: PKIBody, *, implicit: bool = False) -> PKIMessage:
+        """The request carrying `body`, protected with the credential. Put together from DER
+        (the header encoded here, the body once): asn1crypto would re-encode a value built from a
+        dict at every `dump()`, and protection reads the message more than once."""
         config = self.config
         self._nonce = config.random(16)
-        header: dict[str, object] = {
-            "pvno": config.pvno,
-            "sender": config.sender or null_dn(),
-            "recipient": config.recipient,
-            "messageTime": config.clock().astimezone(UTC).replace(microsecond=0),
-            "transactionID": self.transaction_id,
-            "senderNonce": self._nonce,
-        }
+        sender = config.sender.dump() if config.sender is not None else NULL_DN_DER
+        time = config.clock().astimezone(UTC).strftime("%Y%m%d%H%M%SZ").encode()
+        fields = [
+            Integer(config.pvno).dump(),
+            sender,
+            config.recipient.dump(),
+            explicit(0, tlv(GENERALIZED_TIME, time)),
+            explicit(4, octet_string(self.transaction_id)),
+            explicit(5, octet_string(self._nonce)),
+        ]
         if self._recip_nonce is not None:
-            header["recipNonce"] = self._recip_nonce
+            fields.append(explicit(6, octet_string(self._recip_nonce)))
         if implicit:
-            header["generalInfo"] = [{"infoType": "implicitConfirm", "infoValue": Null()}]
-        message = PKIMessage({"header": PKIHeader(header), "body": body})
+            fields.append(explicit(8, IMPLICIT_CONFIRM_INFO))
+        message = PKIMessage(contents=sequence(*fields) + body.dump())
         if config.credential is not None and not config.unprotected_requests:
             message = protect(
                 message, config.credential, random_bytes=config.random, cache=config.cache
@@ -906,6 +914,19 @@ def _extensions_der(extensions: Sequence[x509.Extension[x509.ExtensionType]]) ->
         for ext in extensions
     )
     return _der_sequence(items)
+
+
+def _encoded(value: CertRequest) -> CertRequest:
+    """`value` as a lazy parse of its DER: encoded once, so that signing it and sending it
+    (two `dump()`s) do not encode it twice."""
+    loaded: CertRequest = CertRequest.load(value.dump())
+    return loaded
+
+
+def _body(name: str, content: bytes) -> PKIBody:
+    """The PKIBody alternative `name` around the DER of its content."""
+    body: PKIBody = PKIBody.load(explicit(BODY_TYPES.index(name), content))
+    return body
 
 
 def _der_sequence(content: bytes) -> bytes:

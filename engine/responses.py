@@ -46,8 +46,10 @@ RESPONSE_TO = {"ir": "ip", "cr": "cp", "kur": "kup", "p10cr": "cp"}
 # The [n] EXPLICIT tag number of each PKIBody alternative.
 _BODY_TAGS = {name: params["explicit"] for name, _, params in PKIBody._alternatives}
 
-# generalInfo (without its [8] tag) granting implicit confirmation.
-_IMPLICIT_CONFIRM = InfoTypeAndValues([{"infoType": "implicitConfirm", "infoValue": Null()}]).dump()
+# generalInfo (without its [8] tag) asking for or granting implicit confirmation.
+IMPLICIT_CONFIRM_INFO = InfoTypeAndValues(
+    [{"infoType": "implicitConfirm", "infoValue": Null()}]
+).dump()
 
 
 FailBits = FailInfo | frozenset[FailInfo] | None
@@ -97,7 +99,7 @@ def response_header(
     if asked.sender_nonce is not None:
         fields.append(explicit(6, octet_string(asked.sender_nonce)))
     if implicit_confirm:
-        fields.append(explicit(8, _IMPLICIT_CONFIRM))
+        fields.append(explicit(8, IMPLICIT_CONFIRM_INFO))
     return PKIHeader(contents=b"".join(fields))
 
 
