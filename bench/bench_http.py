@@ -659,6 +659,60 @@ def perf_profile(ready: Setup, server: Server, profile: str, transactions: int) 
         print(f"  perf, by {sort}: " + "; ".join(_squeeze(row) for row in rows[:limit]))
 
 
+def pyspy_command() -> str | None:
+    """py-spy next to this interpreter (the `bench` extra installs it), or on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+def pyspy_profile(ready: Setup, server: Server, profile: str, transactions: int) -> None:
+    """Sample the server with py-spy (no instrumentation, unlike cProfile, so call-heavy code is
+    not overcharged) while 2 implicit-confirm clients run; share by module group of the leaf
+    Python frame (a native call, e.g. a signature or an SQLite statement, counts for its caller)
+    and the functions of our own code where samples end."""
+    spy = pyspy_command()
+    assert server.process is not None and spy is not None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_engine import OTHER, PROFILE_GROUPS
+
+    raw = ready.pki.work / f"pyspy-{server.label}-{profile}.txt"
+    options = ["--rate", "500", "--format", "raw", "--output", str(raw)]
+    recorder = subprocess.Popen(
+        [spy, "record", *options, "--pid", str(server.process.pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    run_clients(ready.pki, server, profile, "implicit", 2, max(1, transactions // 2))
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(timeout=60)
+    if not raw.exists():
+        print("  py-spy wrote nothing (ptrace not permitted?)")
+        return
+    groups: dict[str, int] = defaultdict(int)
+    ours: dict[str, int] = defaultdict(int)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any("CmpHttpApp" in frame for frame in frames):
+            continue  # the event loop waiting, start-up
+        samples = int(count)
+        total += samples
+        leaf = "/" + frames[-1].partition("(")[2]
+        groups[next((t for t, m in PROFILE_GROUPS if any(x in leaf for x in m)), OTHER)] += samples
+        own = [f for f in frames if "(engine/" in f or "(ca/" in f or "(transport/" in f]
+        if own:
+            ours[own[-1].rpartition(":")[0] + ")"] += samples
+    if not total:
+        print("  py-spy: no samples inside the request handler")
+        return
+    shares = sorted(groups.items(), key=lambda item: -item[1])
+    print("  py-spy, leaf frame by group: " + "; ".join(f"{t} {n / total:.0%}" for t, n in shares))
+    top = sorted(ours.items(), key=lambda item: -item[1])[:8]
+    print("  py-spy, last own frame: " + "; ".join(f"{f} {n / total:.0%}" for f, n in top))
+
+
 def _squeeze(row: str) -> str:
     return " ".join(row.split()).replace("[.] ", "").replace("[k] ", "")
 
@@ -739,6 +793,15 @@ def profiles_section(args: argparse.Namespace, ready: Setup) -> None:
                 perf_profile(ready, server, profile, transactions)
     else:
         print("\nperf is not usable here: no per-library profile of the servers")
+    if pyspy_command() is not None:
+        for profile in args.profiles:
+            for label in ("b", "c"):
+                if label in ready.servers[profile]:
+                    server = ready.servers[profile][label]
+                    print(f"\n{profile}, ({label}) {server.title}, implicit confirm, 2 clients:")
+                    pyspy_profile(ready, server, profile, transactions)
+    else:
+        print("\npy-spy not found (pip install '.[bench]'): no sampling profile of the servers")
     if "c" in ready.servers[args.profiles[0]]:
         cprofile_serve(args, ready, transactions)
 
