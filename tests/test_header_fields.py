@@ -68,6 +68,20 @@ def test_header_not_in_der_falls_back() -> None:
     assert read.sender_kid == b"kid"
 
 
+def test_value_with_trailing_bytes_inside_its_tag_reads_as_asn1crypto_does() -> None:
+    """A salvaged header may carry bytes after the value inside an explicit tag (fuzz_server
+    found one): asn1crypto reads the value alone, and so must the answer's recipNonce."""
+    nonce = b"n" * 16
+    good = _header(senderNonce=nonce).contents
+    start = good.index(b"\xa5")
+    bad = good[:start] + b"\xa5" + bytes([good[start + 1] + 3]) + good[start + 2 :] + b"\x04\x01x"
+    loaded = PKIHeader.load(b"\x30" + bytes([len(bad)]) + bad, strict=False)
+    assert loaded["senderNonce"].native == nonce
+    with pytest.raises(ValueError):
+        _read_der(bad)
+    assert header_fields(loaded).sender_nonce == nonce
+
+
 def test_header_of_128_bytes_is_read_from_its_contents() -> None:
     """A length octet of 0x80 makes asn1crypto's `dump()` re-encode; the contents are read."""
     header = _header(senderKID=b"k" * 100)

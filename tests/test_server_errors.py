@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from sanscmp.engine.asn1 import PKIMessage
 from sanscmp.engine.client import RevocationSpec
+from sanscmp.engine.encode import contents_of, explicit, octet_string, sequence, split
 from sanscmp.engine.errors import BadCertTemplate, FailInfo
 from sanscmp.engine.events import (
     Acknowledge,
@@ -445,3 +446,19 @@ def test_a_broken_sender_name_is_not_copied_into_the_error_answer() -> None:
         answer["header"]["transactionID"].native
         == PKIMessage.load(request)["header"]["transactionID"].native
     )
+
+
+def test_salvaged_nonce_with_trailing_bytes_inside_its_tag_is_echoed_as_read() -> None:
+    """Found by fuzz/fuzz_server.py: a broken request's senderNonce tag held the nonce and more
+    bytes; the answer's recipNonce must be the nonce as the salvaged header reads it."""
+    request = make_client("ec", clock=CLOCK).genm([]).request.dump()
+    header_der, *rest = split(contents_of(request))
+    nonce = PKIMessage.load(request)["header"]["senderNonce"].native
+    fields = [
+        explicit(5, octet_string(nonce) + octet_string(b"x")) if f[0] == 0xA5 else f
+        for f in split(contents_of(header_der))
+    ]
+    broken = sequence(sequence(*fields), *rest)  # [5] holds the nonce and one more value
+    answer = PKIMessage.load(make_server(clock=CLOCK).process_request(broken).dump())
+    assert fail_info(answer) == {"badDataFormat"}
+    assert answer["header"]["recipNonce"].native == nonce

@@ -76,7 +76,10 @@ def _read_der(contents: bytes) -> HeaderFields:
         number = part[0] - 0xA0
         if not last < number <= 8:
             raise ValueError("optional fields out of order")
-        tagged[number] = contents_of(part)
+        inner = split(contents_of(part))
+        if len(inner) != 1:  # a salvaged header may hold more (or less) inside a tag
+            raise ValueError("an explicit tag must hold exactly one value")
+        tagged[number] = inner[0]
         last = number
     return HeaderFields(
         pvno=int.from_bytes(contents_of(parts[0]), "big", signed=True),
