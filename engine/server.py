@@ -781,12 +781,14 @@ class ServerEngine:
         self.context.closed = False
 
     def _settle(self, transaction: Transaction) -> None:
-        """Persist a live transaction, forget a closed one."""
+        """Persist a live transaction, forget a closed one (one never stored, e.g. an enrolment
+        with implicit confirmation, has nothing to forget: version 0 was never saved)."""
+        stored = transaction.version > 0
         transaction.version += 1
-        if transaction.closed:
-            self.config.transactions.delete(transaction.transaction_id)
-        else:
+        if not transaction.closed:
             self.config.transactions.save(transaction)
+        elif stored:
+            self.config.transactions.delete(transaction.transaction_id)
 
     def _close(self, transaction: Transaction, trigger: Trigger) -> tuple[Certificate, ...]:
         """End `transaction`; the certificates it issued that were never confirmed."""

@@ -104,6 +104,24 @@ def test_implicit_confirm(granted: bool) -> None:
     assert calls == (["cert"] if granted else ["cert", "certConf"])
 
 
+@pytest.mark.parametrize("granted", [True, False])
+def test_store_writes_per_enrolment(granted: bool) -> None:
+    """A transaction closed by its first answer was never stored, so nothing is deleted for it;
+    one waiting for certConf is saved once and deleted once."""
+    clock = FixedClock()
+    server = make_server(clock=clock, options=ServerOptions(grant_implicit_confirm=granted))
+    store = server.engine.config.transactions
+    writes: list[str] = []
+    save, delete = store.save, store.delete
+    store.save = lambda t: (writes.append("save"), save(t))[1]  # type: ignore[method-assign]
+    store.delete = lambda tid: (writes.append("delete"), delete(tid))[1]  # type: ignore[method-assign]
+    transaction = make_client(clock=clock, implicit_confirm=True).ir([cert_request()])
+    perform(server, transaction)
+    assert transaction.phase is Phase.done
+    assert writes == ([] if granted else ["save", "delete"])
+    assert store.load(transaction.transaction_id) is None
+
+
 @pytest.mark.parametrize("polls", [1, 2, 4])
 def test_polling_k_times_then_issue(polls: int) -> None:
     clock = FixedClock()
