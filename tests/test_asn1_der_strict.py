@@ -42,6 +42,7 @@ from sanscmp.engine.asn1 import (
     check_der_framing,
     load_der,
 )
+from sanscmp.engine.encode import contents_of, explicit, sequence, split
 
 _SCALE = float(os.environ.get("ASN1_PROPERTY_SCALE", "1"))
 _PHASES = [p for p in Phase if p != Phase.explain]
@@ -373,10 +374,11 @@ def test_certificates_carried_are_checked_whole() -> None:
 
 
 def _certificate_plan_memo() -> dict[tuple[int, bytes], None]:
+    """Every value the walk remembers as proven (certificates and short constructed values)."""
     from sanscmp.engine.asn1 import der
 
-    memos = [p.proven for _, p in der._PLANS.values() if p.proven is not None]
-    assert memos, "no certificate plan remembers proven certificates"
+    memos = [p.proven for _, p in der._PLANS.values() if p.proven]
+    assert memos, "no plan remembers proven values"
     merged: dict[tuple[int, bytes], None] = {}
     for memo in memos:
         merged.update(memo)
@@ -396,3 +398,21 @@ def test_carried_certificates_are_proven_once_and_damage_is_still_refused() -> N
     with pytest.raises(DecodeError):
         PKIMessage.load(damaged)
     assert reference_accepts(damaged) is False
+
+
+def test_small_values_are_proven_once_and_their_ber_is_still_refused() -> None:
+    """A short constructed value (here the protectionAlg AlgorithmIdentifier) proven DER is
+    remembered by its octets; the same value in BER is other octets, and still refused."""
+    request = (Path(__file__).parent / "fixtures" / "openssl" / "cr-sig.0.req.der").read_bytes()
+    PKIMessage.load(request)
+    header, *rest = split(contents_of(request))
+    fields = split(contents_of(header))
+    tagged = next(field for field in fields if field[0] == 0xA1)  # protectionAlg [1]
+    algorithm = contents_of(tagged)
+    assert any(key[1] == algorithm for key in _certificate_plan_memo())
+    ber = b"\x30\x81" + algorithm[1:]  # the same SEQUENCE with a long-form length
+    damaged = sequence(sequence(*(explicit(1, ber) if f is tagged else f for f in fields)), *rest)
+    with pytest.raises(DecodeError):
+        PKIMessage.load(damaged)
+    assert reference_accepts(damaged) is False
+    assert PKIMessage.load(request).dump() == request

@@ -219,6 +219,12 @@ def _non_minimal_arc(content: bytes) -> bool:
 #   did, memoised by class and octets; canonical UTCTime and GeneralizedTime (Z, seconds, a
 #   fraction without trailing zeros) are recognised without it.
 #
+# A verdict depends only on the plan, the depth and the octets: a SEQUENCE, SEQUENCE OF or SET OF
+# proven DER is remembered by (depth, its octets) per plan, and the same octets are not walked
+# again. That is done for certificates (a client sends the same ones with every message) and for
+# values of at most 64 octets (algorithm identifiers, names, generalInfo entries repeat across
+# messages); each memo is bounded (`_MEMO_SIZE`), and a refusal is never remembered.
+#
 # Classes that override how asn1crypto parses or encodes them (and `Any`, `Set`) are not modelled:
 # asn1crypto builds and re-encodes each such value as before. So what is refused is what the
 # whole-message re-encoding refused, and every value converts to `.native` as it did then;
@@ -252,6 +258,7 @@ _NO_PARAMS: dict[str, object] = {}
     _PARSABLE,
     _PARSABLE_BITS,
 ) = range(15)
+_CONSTRUCTED = frozenset({_SEQUENCE, _SEQUENCE_OF, _SET_OF})
 
 # The attributes that define how a modelled base class parses, converts and re-encodes: a
 # subclass overriding any of them is not modelled, since the walk cannot know what it does.
@@ -370,6 +377,7 @@ class _Plan:
 
     __slots__ = (
         "alternatives",
+        "certificate",
         "child",
         "encoding",
         "explicit",
@@ -396,10 +404,11 @@ class _Plan:
         self.alternatives: dict[tuple[int, int], _Plan] = {}  # CHOICE: plans by tag, as met
         self.encoding = ""
         self.memo: dict[bytes, None] = {}  # _PRIMITIVE: contents proven canonical
-        # certificates proven DER, by depth: a client sends the same ones with every message
-        self.proven: dict[tuple[int, bytes], None] | None = (
-            {} if isinstance(spec, type) and issubclass(spec, x509.Certificate) else None
-        )
+        # SEQUENCE / SEQUENCE OF / SET OF values proven DER, by depth and octets: certificates
+        # (a client sends the same ones with every message) and values short enough to repeat
+        # (algorithm identifiers, names, the implicitConfirm generalInfo)
+        self.certificate = isinstance(spec, type) and issubclass(spec, x509.Certificate)
+        self.proven: dict[tuple[int, bytes], None] = {}
         self.fast: Callable[[bytes], bool] | None = _FAST_CANONICAL.get(spec)
         if self.kind == _DELEGATE:
             return
@@ -541,31 +550,20 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
     if (cls, constructed, tag) != plan.ident:
         found = (cls, constructed, tag)
         raise _NotDer(f"{plan.spec.__name__}: expected {plan.ident}, found {found}")
-    if kind == _SEQUENCE:
-        proven = plan.proven
-        if proven is None:
+    if kind in _CONSTRUCTED:
+        remember = plan.certificate or end - pos <= _MEMO_OCTETS
+        if remember:
+            key = (depth, data[pos:end])  # the same octets at the same depth: the same verdict
+            if key in plan.proven:
+                return
+        if kind == _SEQUENCE:
             _check_fields(data, start, end, plan, depth + 1)
-            return
-        key = (depth, data[pos:end])  # the same octets at the same depth: the same verdict
-        if key not in proven:
-            _check_fields(data, start, end, plan, depth + 1)
-            if len(proven) >= _MEMO_SIZE:
-                proven.clear()
-            proven[key] = None
-    elif kind in (_SEQUENCE_OF, _SET_OF):
-        child = plan.child
-        if child is None:
-            child = plan.child = _plan(plan.spec._child_spec, None)
-        previous = b""
-        while start < end:
-            element = _header(data, start, end)
-            _check(data, element, child, None, depth + 1)
-            if kind == _SET_OF:  # asn1crypto sorts the encodings
-                encoded = data[start : element[5]]
-                if encoded < previous:
-                    raise _NotDer(f"{plan.spec.__name__}: SET OF elements not in DER order")
-                previous = encoded
-            start = element[5]
+        else:
+            _check_elements(data, start, end, plan, depth + 1)
+        if remember:
+            if len(plan.proven) >= _MEMO_SIZE:
+                plan.proven.clear()
+            plan.proven[key] = None
     elif kind == _PRIMITIVE:
         _check_round_trip(data[start:end], plan)
     elif kind == _OCTETS:
@@ -599,6 +597,24 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
             if inside[5] != end:
                 raise _NotDer(f"{plan.spec.__name__}: data after the value it contains")
             _check(data, inside, _plan(nested, None), None, depth + 1)
+
+
+def _check_elements(data: bytes, start: int, end: int, plan: _Plan, depth: int) -> None:
+    """Check each element of a SEQUENCE OF / SET OF's contents, and a SET OF's DER order."""
+    child = plan.child
+    if child is None:
+        child = plan.child = _plan(plan.spec._child_spec, None)
+    ordered = plan.kind == _SET_OF  # asn1crypto sorts the encodings
+    previous = b""
+    while start < end:
+        element = _header(data, start, end)
+        _check(data, element, child, None, depth)
+        if ordered:
+            encoded = data[start : element[5]]
+            if encoded < previous:
+                raise _NotDer(f"{plan.spec.__name__}: SET OF elements not in DER order")
+            previous = encoded
+        start = element[5]
 
 
 def _alternative(plan: _Plan, cls: int, tag: int) -> _Plan:
