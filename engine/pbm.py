@@ -172,6 +172,9 @@ def parse_mac_algorithm(
     alg: AlgorithmIdentifier, policy: MacPolicy = DEFAULT_POLICY
 ) -> MacParameters:
     """Parse and bound the parameters of a PBM or PBMAC1 identifier; `BadAlg` if not acceptable."""
+    fast = _acceptable_pbm(alg.contents, policy)
+    if fast is not None:
+        return fast
     name = alg["algorithm"].native
     if name == "id-PasswordBasedMac":
         return _parse_pbm(alg, policy)
@@ -321,6 +324,48 @@ def _parse_pbm(alg: AlgorithmIdentifier, policy: MacPolicy) -> MacParameters:
         )
     salt = _bounded_salt(params["salt"].native, policy)
     return MacParameters("pbm", salt, iterations, owf, mac)
+
+
+def _acceptable_pbm(contents: bytes | None, policy: MacPolicy) -> MacParameters | None:
+    """PasswordBasedMac parameters read from the identifier's DER contents, if they are in the
+    plain form and within `policy` (what clients send with every message, each with a fresh
+    salt); None for anything else, which `_parse_pbm` or `_parse_pbmac1` reads and judges."""
+    try:
+        oid, params = encode.split(contents or b"")
+        if oid != _PBM_OID or params[0] != 0x30:
+            return None
+        salt, owf, count, mac = encode.split(encode.contents_of(params))
+        if (salt[0], owf[0], count[0], mac[0]) != (0x04, 0x30, 0x02, 0x30):
+            return None
+        owf_hash, mac_hash = _owf_of(owf), _hmac_of(mac)
+    except (ValueError, BadAlg):
+        return None
+    iterations = int.from_bytes(encode.contents_of(count), "big", signed=True)
+    salt_value = encode.contents_of(salt)
+    if (
+        owf_hash not in policy.owf_hashes
+        or owf_hash not in _HASH_CONSTRUCTORS
+        or mac_hash not in policy.mac_hashes
+        or not policy.min_iterations <= iterations <= policy.max_iterations
+        or not policy.min_salt_length <= len(salt_value) <= policy.max_salt_length
+    ):
+        return None
+    return MacParameters("pbm", salt_value, iterations, owf_hash, mac_hash)
+
+
+@functools.lru_cache(maxsize=64)
+def _owf_of(der: bytes) -> str:
+    """`owf_name` of a DER AlgorithmIdentifier (a handful in use: remembered)."""
+    return owf_name(AlgorithmIdentifier.load(der))
+
+
+@functools.lru_cache(maxsize=64)
+def _hmac_of(der: bytes) -> str:
+    """`hmac_hash_name` of a DER AlgorithmIdentifier (a handful in use: remembered)."""
+    return hmac_hash_name(AlgorithmIdentifier.load(der))
+
+
+_PBM_OID = bytes.fromhex("06092a864886f67d07420d")  # id-PasswordBasedMac 1.2.840.113533.7.66.13
 
 
 def _parse_pbmac1(alg: AlgorithmIdentifier, policy: MacPolicy) -> MacParameters:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sanscmp.engine.asn1 import AlgorithmIdentifier, PBMParameter, load_der
+from sanscmp.engine.encode import contents_of, sequence, split
 from sanscmp.engine.errors import BadAlg
 from sanscmp.engine.pbm import (
     DerivedKeyCache,
@@ -394,3 +395,56 @@ def test_pbmac1_identifier_built_as_der_equals_asn1crypto_s() -> None:
     expected = AlgorithmIdentifier({"algorithm": "id-PBMAC1", "parameters": params})
     built = pbmac1_algorithm(salt, prf="sha384", iterations=777, key_length=48, mac="sha512")
     assert built.dump() == expected.dump()
+
+
+def _outcome(parse: object) -> object:
+    try:
+        return parse()  # type: ignore[operator]
+    except BadAlg as error:
+        return ("BadAlg", error.text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    salt=st.binary(min_size=0, max_size=80),
+    owf=st.sampled_from(["sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256", "shake_128"]),
+    mac=st.sampled_from(["sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256"]),
+    iterations=st.one_of(st.integers(-5, 200_000), st.sampled_from([100, 500, 10_000])),
+    strict=st.booleans(),
+)
+def test_pbm_read_from_der_gives_the_general_verdict(
+    salt: bytes, owf: str, mac: str, iterations: int, strict: bool
+) -> None:
+    """`parse_mac_algorithm` reads a plain PBM identifier from its DER; the asn1crypto reading
+    (`_parse_pbm`) must agree on the parameters, and on the refusal and its text."""
+    from sanscmp.engine import pbm
+
+    policy = MacPolicy(owf_hashes=frozenset({"sha256", "sha512"}), min_iterations=500)
+    policy = policy if strict else MacPolicy()
+    try:
+        base = pbm_algorithm(salt, owf=owf, iterations=1, mac=mac)
+    except (KeyError, ValueError):
+        return  # no identifier for this combination
+    oid, params = split(base.contents)
+    salt_tlv, owf_tlv, _count, mac_tlv = split(contents_of(params))
+    # any count, a zero or negative one too, as a hostile client may send it
+    der = sequence(oid, sequence(salt_tlv, owf_tlv, encode_count(iterations), mac_tlv))
+    assert _outcome(lambda: parse_mac_algorithm(load_der(AlgorithmIdentifier, der), policy)) == (
+        _outcome(lambda: pbm._parse_pbm(load_der(AlgorithmIdentifier, der), policy))
+    )
+
+
+def test_plain_pbm_is_read_from_der() -> None:
+    from sanscmp.engine import pbm
+
+    alg = load_der(AlgorithmIdentifier, pbm_algorithm(SALT, iterations=500, mac="sha1").dump())
+    assert pbm._acceptable_pbm(alg.contents, MacPolicy()) == MacParameters(
+        "pbm", SALT, 500, "sha256", "sha1"
+    )
+    assert pbm._acceptable_pbm(alg.contents, MacPolicy(min_iterations=1000)) is None
+
+
+def encode_count(value: int) -> bytes:
+    """The DER INTEGER of an iterationCount."""
+    length = max(1, (value.bit_length() + 8) // 8)
+    return bytes((0x02, length)) + value.to_bytes(length, "big", signed=True)
