@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sanscmp.engine.asn1 import PKIMessage
+from sanscmp.engine.asn1 import BODY_TYPES, PKIMessage
+from sanscmp.engine.encode import split
 from sanscmp.engine.errors import FailInfo
 
 
@@ -37,9 +38,20 @@ class EngineService:
     def handle(self, request: bytes) -> Reply:
         """Every request gets a CMP message back; undecodable ones are flagged for HTTP 400."""
         response = self.process(request)
-        body = response["body"]
         malformed = False
-        if body.name == "error":
+        if _is_error(response):
+            body = response["body"]
             fail_info = body.chosen["pKIStatusInfo"]["failInfo"].native or set()
             malformed = FailInfo.badDataFormat.name in fail_info
         return Reply(response.dump(), malformed)
+
+
+_ERROR_BODY = 0xA0 | BODY_TYPES.index("error")  # PKIBody error [23], explicitly tagged
+
+
+def _is_error(response: PKIMessage) -> bool:
+    """Whether the body is an error, from the tag of the body's DER (no parse of the message)."""
+    try:
+        return split(response.contents)[1][0] == _ERROR_BODY
+    except (ValueError, IndexError):
+        return bool(response["body"].name == "error")
