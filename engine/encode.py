@@ -49,11 +49,12 @@ def split(content: bytes) -> list[bytes]:
     """
     parts = []
     offset = 0
-    while offset < len(content):
+    end = len(content)
+    while offset < end:
         start = offset
         if content[offset] & 0x1F == 0x1F:
             raise ValueError("high tag numbers are not supported")
-        if offset + 2 > len(content):
+        if offset + 2 > end:
             raise ValueError("truncated TLV")
         first = content[offset + 1]
         offset += 2
@@ -66,7 +67,7 @@ def split(content: bytes) -> list[bytes]:
             length = int.from_bytes(content[offset : offset + count], "big")
             offset += count
         offset += length
-        if offset > len(content):
+        if offset > end:
             raise ValueError("truncated TLV")
         parts.append(content[start:offset])
     return parts
