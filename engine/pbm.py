@@ -25,6 +25,7 @@ from . import encode
 from .asn1 import AlgorithmIdentifier, PBMParameter
 from .digests import HMAC_BY_HASH, OWF_BY_HASH, hmac_hash_name, owf_name
 from .errors import BadAlg
+from .memo import IDENTIFIER_BYTES, remembered
 
 # Fixed-output hashes usable as PBM one-way function, PBKDF2 PRF or HMAC digest; SHAKE is not.
 _HASH_CONSTRUCTORS: dict[str, Callable[..., hashlib._Hash]] = {
@@ -353,13 +354,13 @@ def _acceptable_pbm(contents: bytes | None, policy: MacPolicy) -> MacParameters 
     return MacParameters("pbm", salt_value, iterations, owf_hash, mac_hash)
 
 
-@functools.lru_cache(maxsize=64)
+@remembered(maxsize=64, max_key_size=IDENTIFIER_BYTES)
 def _owf_of(der: bytes) -> str:
     """`owf_name` of a DER AlgorithmIdentifier (a handful in use: remembered)."""
     return owf_name(AlgorithmIdentifier.load(der))
 
 
-@functools.lru_cache(maxsize=64)
+@remembered(maxsize=64, max_key_size=IDENTIFIER_BYTES)
 def _hmac_of(der: bytes) -> str:
     """`hmac_hash_name` of a DER AlgorithmIdentifier (a handful in use: remembered)."""
     return hmac_hash_name(AlgorithmIdentifier.load(der))

@@ -17,7 +17,6 @@ encrypt to the key) is `badAlg`: the client could succeed with another algorithm
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ from .asn1 import (
 from .encode import contents_of, split
 from .envelope import check_recipient_key
 from .errors import BadAlg, BadPOP, DecodeError
+from .memo import IDENTIFIER_BYTES, remembered
 from .pbm import DEFAULT_POLICY, DerivedKeyCache, MacPolicy, parse_mac_algorithm, verify_mac
 from .signature import SigningKey, default_algorithm, load_public_key, sign, verify
 
@@ -290,7 +290,7 @@ def _verify_plain_signature(
     return PopoResult(PopoMethod.SIGNATURE, "signature", spki)
 
 
-@functools.lru_cache(maxsize=64)
+@remembered(maxsize=64, max_key_size=IDENTIFIER_BYTES)
 def _algorithm(der: bytes) -> AlgorithmIdentifier:
     """A signature AlgorithmIdentifier, parsed once per distinct encoding (a handful in use)."""
     return load_der(AlgorithmIdentifier, der)
@@ -357,7 +357,7 @@ def _spki_parts(spki_der: bytes) -> tuple[str, bytes]:
         raise DecodeError(f"malformed SubjectPublicKeyInfo: {exc}") from None
 
 
-@functools.lru_cache(maxsize=256)
+@remembered(maxsize=256, max_key_size=IDENTIFIER_BYTES)
 def _dotted(oid_der: bytes) -> str:
     """The dotted form of a DER OBJECT IDENTIFIER (cached: a few key algorithms recur)."""
     return str(core.ObjectIdentifier.load(oid_der).dotted)

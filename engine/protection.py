@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from .asn1 import NULL_DN_DER, AlgorithmIdentifier, PKIMessage, header_fields
 from .encode import BIT_STRING, contents_of, explicit, octet_string, sequence, split, tlv
 from .errors import BadAlg, BadDataFormat, BadMessageCheck, SignerNotTrusted, WrongIntegrity
+from .memo import CERTIFICATE_BYTES, IDENTIFIER_BYTES, certificate_size, remembered
 from .pbm import (
     DEFAULT_POLICY,
     DerivedKeyCache,
@@ -59,6 +60,7 @@ RandomBytes = Callable[[int], bytes]
 """Source of cryptographically secure random bytes: `random_bytes(n)` returns `n` bytes."""
 
 _MAC_ALGORITHMS = frozenset({"id-PasswordBasedMac", "id-PBMAC1"})
+_PROTECTION = 0xA0  # PKIMessage protection [0]
 
 
 class MacSecrets(Protocol):
@@ -216,33 +218,57 @@ def verify_protection(
     kind NONE for the caller to decide on (e.g. OpenSSL's unprotected-error exceptions).
     """
     header = msg["header"]
-    alg = header["protectionAlg"]
-    has_alg = _present(alg)
-    has_protection = _present(msg["protection"])
-    if not has_alg and not has_protection:
+    alg_der = header_fields(header).protection_alg
+    value = _protection_value(msg)
+    if alg_der is None and value is None:
         if accept_unprotected:
             kid = header_fields(header).sender_kid
             return VerifiedProtection(ProtectionKind.NONE, sender_kid=kid)
         raise BadMessageCheck("message is not protected")
-    if not has_alg:
+    if alg_der is None:
         raise BadMessageCheck("protection present without protectionAlg")
-    if not has_protection:
+    if value is None:
         raise BadMessageCheck("protectionAlg present without protection")
+    alg = _identifier(alg_der)
     name = alg["algorithm"].native
     if name in _MAC_ALGORITHMS:
         if mac_secrets is None:
             raise WrongIntegrity("MAC-based protection is not accepted here")
-        return _verify_mac(msg, alg, mac_secrets, mac_policy, cache)
+        return _verify_mac(msg, alg, value, mac_secrets, mac_policy, cache)
     if not is_supported(alg):
         raise BadAlg(f"unsupported protection algorithm {alg['algorithm'].dotted}")
     if trust is None:
         raise WrongIntegrity("signature-based protection is not accepted here")
-    return _verify_signature(msg, alg, trust, now)
+    return _verify_signature(msg, alg, value, trust, now)
+
+
+def _protection_value(msg: PKIMessage) -> bytes | None:
+    """The protection BIT STRING's octets, sliced from the message's contents; None if absent."""
+    try:
+        for tagged in split(msg.contents)[2:]:
+            if tagged[0] == _PROTECTION:
+                bits = contents_of(contents_of(tagged))  # [0] EXPLICIT BIT STRING
+                if bits[:1] != b"\x00":
+                    raise ValueError("unused bits in the protection")
+                return bits[1:]
+        return None
+    except ValueError:  # not for `split`: asn1crypto reads it (and says what is wrong)
+        protection = msg["protection"]
+        return protection.native if _present(protection) else None
+
+
+@remembered(maxsize=128, max_key_size=IDENTIFIER_BYTES)
+def _identifier(der: bytes) -> AlgorithmIdentifier:
+    """A protectionAlg as received (lazily parsed), one object per distinct encoding: signature
+    identifiers are a handful in use, each MAC identifier is new (its salt)."""
+    identifier: AlgorithmIdentifier = AlgorithmIdentifier.load(der)
+    return identifier
 
 
 def _verify_mac(
     msg: PKIMessage,
     alg: AlgorithmIdentifier,
+    value: bytes,
     secrets: MacSecrets,
     policy: MacPolicy,
     cache: DerivedKeyCache | None,
@@ -252,7 +278,6 @@ def _verify_mac(
     secret = secrets.secret_for(kid)
     if secret is None:
         raise BadMessageCheck("no shared secret known for this senderKID")
-    value: bytes = msg["protection"].native
     if not verify_mac(params, secret, protected_part_bytes(msg), value, cache):
         raise BadMessageCheck("MAC-based protection does not verify")
     credential = MacCredential(kid, secret, _scheme_of(params))
@@ -260,13 +285,12 @@ def _verify_mac(
 
 
 def _verify_signature(
-    msg: PKIMessage, alg: AlgorithmIdentifier, trust: TrustConfig, now: datetime
+    msg: PKIMessage, alg: AlgorithmIdentifier, value: bytes, trust: TrustConfig, now: datetime
 ) -> VerifiedProtection:
     extra = _load_extra_certs(msg)
     header = msg["header"]
     candidates = signer_candidates(header, extra, trust)
     data = protected_part_bytes(msg)
-    value: bytes = msg["protection"].native
     unfit: BadAlg | None = None
     untrusted: SignerNotTrusted | None = None
     checked = False
@@ -421,13 +445,13 @@ def _load_extra_certs(msg: PKIMessage) -> list[x509.Certificate]:
     return certs
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered(maxsize=1024, max_key_size=CERTIFICATE_BYTES)
 def _certificate(der: bytes) -> x509.Certificate:
     """A certificate parsed from DER, cached by those bytes (bounded; errors are not cached)."""
     return x509.load_der_x509_certificate(der)
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered(maxsize=1024, max_key_size=CERTIFICATE_BYTES, size=certificate_size)
 def _public_key(cert: x509.Certificate) -> VerifyingKey:
     """The key of a (candidate) protection certificate, cached per certificate DER."""
     try:

@@ -19,7 +19,6 @@ validity (see `_ValidationCache`). A failure is never cached.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import threading
 from collections import OrderedDict
@@ -41,6 +40,7 @@ from cryptography.x509.verification import (
 from .asn1 import NULL_DN_DER, PKIHeader, header_fields
 from .encode import contents_of
 from .errors import BadMessageCheck, SignerNotTrusted
+from .memo import CERTIFICATE_BYTES, NAME_BYTES, certificate_size, remembered
 
 ANY_EXTENDED_KEY_USAGE = x509.ObjectIdentifier("2.5.29.37.0")
 
@@ -278,7 +278,7 @@ def names_match(a_der: bytes, b_der: bytes) -> bool:
     return folded is not None and folded == _normalized(b_der)
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered(maxsize=1024, max_key_size=NAME_BYTES)
 def _normalized(name_der: bytes) -> str | None:
     """The RFC 4518 prepared form of a Name; None if it has characters that prohibits."""
     # Cached: anchors and intermediates recur in every message, and string preparation is slow.
@@ -311,7 +311,7 @@ class _CertificateFacts:
     key_id: bytes | None  # None if it has no SKID or its extensions are malformed
 
 
-@functools.lru_cache(maxsize=1024)
+@remembered(maxsize=1024, max_key_size=CERTIFICATE_BYTES, size=certificate_size)
 def _facts(cert: x509.Certificate) -> _CertificateFacts:
     """The subject and SKID of `cert`, cached per certificate (keyed by its DER): the client's
     certificate, the anchors and the intermediates recur in every message."""

@@ -47,6 +47,7 @@ from asn1crypto.core import (
 )
 
 from ..errors import DecodeError
+from ..memo import CERTIFICATE_BYTES
 
 T = TypeVar("T", bound=Asn1Value)
 
@@ -221,9 +222,9 @@ def _non_minimal_arc(content: bytes) -> bool:
 #
 # A verdict depends only on the plan, the depth and the octets: a SEQUENCE, SEQUENCE OF or SET OF
 # proven DER is remembered by (depth, its octets) per plan, and the same octets are not walked
-# again. That is done for certificates (a client sends the same ones with every message) and for
-# values of at most 64 octets (algorithm identifiers, names, generalInfo entries repeat across
-# messages); each memo is bounded (`_MEMO_SIZE`), and a refusal is never remembered.
+# again. That is done for certificates up to 16 KB (a client sends the same ones with every
+# message) and for values of at most 64 octets (algorithm identifiers, names, generalInfo entries
+# repeat across messages); each memo is bounded (`_MEMO_SIZE`), and a refusal is never remembered.
 #
 # Classes that override how asn1crypto parses or encodes them (and `Any`, `Set`) are not modelled:
 # asn1crypto builds and re-encodes each such value as before. So what is refused is what the
@@ -551,7 +552,8 @@ def _check(data: bytes, head: _Head, plan: _Plan, nested: _Spec | None, depth: i
         found = (cls, constructed, tag)
         raise _NotDer(f"{plan.spec.__name__}: expected {plan.ident}, found {found}")
     if kind in _CONSTRUCTED:
-        remember = plan.certificate or end - pos <= _MEMO_OCTETS
+        size = end - pos
+        remember = size <= _MEMO_OCTETS or (plan.certificate and size <= CERTIFICATE_BYTES)
         if remember:
             key = (depth, data[pos:end])  # the same octets at the same depth: the same verdict
             if key in plan.proven:
@@ -731,9 +733,10 @@ def _dynamic_spec(
     oid = _OID_NAMES.get(oid_key)
     if oid is None:
         oid = oid_spec(contents=oid_key[1]).native
-        if len(_OID_NAMES) >= _MEMO_SIZE:
-            _OID_NAMES.clear()
-        _OID_NAMES[oid_key] = oid
+        if len(oid_key[1]) <= _MEMO_OCTETS:
+            if len(_OID_NAMES) >= _MEMO_SIZE:
+                _OID_NAMES.clear()
+            _OID_NAMES[oid_key] = oid
     if oid in spec._oid_specs:
         override = spec._oid_specs[oid]
         return field_spec, override, params, override

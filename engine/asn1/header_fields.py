@@ -9,12 +9,12 @@ through asn1crypto, with the same results.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..encode import contents_of, split
+from ..memo import IDENTIFIER_BYTES, remembered
 from .cmp import InfoType, PKIHeader
 
 _OCTET_STRING = 0x04
@@ -134,7 +134,7 @@ def _info_types(encoded: bytes) -> tuple[str, ...]:
     return tuple(names)
 
 
-@functools.lru_cache(maxsize=256)
+@remembered(maxsize=256, max_key_size=IDENTIFIER_BYTES)
 def _info_type_name(contents: bytes) -> str:
     """The name asn1crypto gives an infoType (its dotted form if unnamed)."""
     if not contents or contents[-1] & 0x80:
