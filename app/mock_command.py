@@ -19,7 +19,7 @@ import click
 from click.core import ParameterSource
 from cryptography import x509
 
-from sanscmp.engine.asn1 import PKIMessage, null_dn
+from sanscmp.engine.asn1 import PKIMessage, body_name, null_dn
 from sanscmp.engine.authentication import ProtectionPolicy
 from sanscmp.engine.client import directory_name
 from sanscmp.engine.errors import FailInfo
@@ -327,8 +327,9 @@ def _serve(server: CmpServer, values: dict[str, Any]) -> None:
 
 def _log(response: PKIMessage) -> None:
     """One line per answer, like OpenSSL's mock at its default verbosity; errors with status."""
-    line = f"CMP info: sending {response['body'].name}"
-    if response["body"].name == "error":
+    name = body_name(response)
+    line = f"CMP info: sending {name}"
+    if name == "error":
         info = response["body"].chosen["pKIStatusInfo"].native
         texts = "; ".join(info["statusString"] or ())
         bits = ", ".join(sorted(info["failInfo"] or ()))

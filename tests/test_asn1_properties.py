@@ -41,6 +41,7 @@ from sanscmp.engine.asn1 import (
     PKIMessage,
     PKIStatusInfo,
     ProtectedPart,
+    body_name,
 )
 from sanscmp.engine.errors import FailInfo
 
@@ -634,3 +635,11 @@ def test_accepted_message_converts_to_native(value: str) -> None:
     """An unregistered value is kept raw (`RawValue`): framing is checked, its contents are the
     peer's business, and `.native` gives its DER bytes whatever is inside."""
     assert_contract(_with_general_info_value(bytes.fromhex(value)), known_gap=False)
+
+
+@_settings(100)
+@given(msg=pki_messages())
+def test_body_name_from_the_tag_is_asn1cryptos(msg: PKIMessage) -> None:
+    """`body_name` reads the body type from the DER tag; asn1crypto's parse is the oracle."""
+    loaded = PKIMessage.load(msg.dump())
+    assert body_name(loaded) == loaded["body"].name == msg["body"].name

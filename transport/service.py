@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sanscmp.engine.asn1 import BODY_TYPES, PKIMessage
-from sanscmp.engine.encode import split
+from sanscmp.engine.asn1 import PKIMessage, body_name
 from sanscmp.engine.errors import FailInfo
 
 
@@ -39,19 +38,8 @@ class EngineService:
         """Every request gets a CMP message back; undecodable ones are flagged for HTTP 400."""
         response = self.process(request)
         malformed = False
-        if _is_error(response):
+        if body_name(response) == "error":
             body = response["body"]
             fail_info = body.chosen["pKIStatusInfo"]["failInfo"].native or set()
             malformed = FailInfo.badDataFormat.name in fail_info
         return Reply(response.dump(), malformed)
-
-
-_ERROR_BODY = 0xA0 | BODY_TYPES.index("error")  # PKIBody error [23], explicitly tagged
-
-
-def _is_error(response: PKIMessage) -> bool:
-    """Whether the body is an error, from the tag of the body's DER (no parse of the message)."""
-    try:
-        return split(response.contents)[1][0] == _ERROR_BODY
-    except (ValueError, IndexError):
-        return bool(response["body"].name == "error")

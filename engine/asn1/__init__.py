@@ -73,6 +73,7 @@ from .cmp import (
     RevRepContent,
     RevReqContent,
     RootCaKeyUpdateContent,
+    body_name,
     null_dn,
     recover_header,
 )
@@ -239,6 +240,7 @@ __all__ = [
     "SinglePubInfos",
     "SubsequentMessage",
     "UTF8Strings",
+    "body_name",
     "check_der_framing",
     "first_inner_element",
     "has_general_info",

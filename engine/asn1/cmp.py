@@ -32,6 +32,7 @@ from asn1crypto.x509 import (
     Time,
 )
 
+from ..encode import split
 from ..errors import DecodeError, FailInfo
 from .algorithms import AlgorithmIdentifier
 from .crmf import CertId, CertReqMessages, CertTemplate, Controls, EncryptedKey, PKIPublicationInfo
@@ -445,6 +446,14 @@ ID_KP_CM_KGA = "1.3.6.1.5.5.7.3.32"
 
 # PKIBody choice names as numbered in the ASN.1 (the explicit tag of each alternative)
 BODY_TYPES: tuple[str, ...] = tuple(name for name, _spec, _params in PKIBody._alternatives)
+
+
+def body_name(message: PKIMessage) -> str:
+    """The body type of `message`, from the tag of its body's DER (no parse of the message)."""
+    try:
+        return BODY_TYPES[split(message.contents)[1][0] & 0x1F]
+    except (ValueError, IndexError):
+        return str(message["body"].name)
 
 
 NULL_DN_DER = b"\xa4\x02\x30\x00"  # GeneralName directoryName with an empty RDNSequence
