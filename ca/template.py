@@ -26,7 +26,7 @@ from asn1crypto.x509 import Extensions as AsnExtensions
 from asn1crypto.x509 import Name as AsnName
 from cryptography import x509
 
-from sanscmp.engine.asn1 import CertTemplate
+from sanscmp.engine.asn1 import CertTemplate, oid_dotted
 from sanscmp.engine.encode import contents_of, split, tlv
 
 from .authority import CertificateRequest
@@ -182,32 +182,13 @@ def _attribute(encoded: bytes) -> x509.NameAttribute[str]:
         raise ValueError("attribute type expected")
     known = _ATTRIBUTE_TYPES.get(kind)
     if known is None:  # a type asn1crypto does not name: its value is read as its tag says
-        oid, decoders = x509.ObjectIdentifier(_dotted(contents_of(kind))), _UNIVERSAL
+        oid, decoders = x509.ObjectIdentifier(oid_dotted(contents_of(kind))), _UNIVERSAL
     else:
         oid, decoders = known
     decode = decoders.get(value[0])
     if decode is None:
         raise ValueError("attribute value type not decoded here")
     return x509.NameAttribute(oid, decode(contents_of(value)))
-
-
-def _dotted(contents: bytes) -> str:
-    """An OBJECT IDENTIFIER's dotted form (DER: complete, minimal subidentifiers)."""
-    if not contents or contents[-1] & 0x80:
-        raise ValueError("truncated OBJECT IDENTIFIER")
-    arcs: list[int] = []
-    value = 0
-    starting = True
-    for byte in contents:
-        if starting and byte == 0x80:
-            raise ValueError("OBJECT IDENTIFIER not minimally encoded")
-        value = value << 7 | byte & 0x7F
-        starting = not byte & 0x80
-        if starting:
-            arcs.append(value)
-            value = 0
-    first = min(arcs[0] // 40, 2)
-    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
 
 
 def _extensions(field: bytes) -> tuple[bytes | None, bool]:
@@ -230,7 +211,7 @@ def _extensions(field: bytes) -> tuple[bytes | None, bool]:
         elif kind == _BASIC_CONSTRAINTS:
             ca = _ca_flag(contents_of(parts[-1]))
         else:
-            _dotted(contents_of(kind))  # a minimal OID: not another spelling of the two above
+            oid_dotted(contents_of(kind))  # a minimal OID: not another spelling of the two above
     return sans, ca
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from asn1crypto import keys, x509
-from asn1crypto.core import Asn1Value, BMPString, GeneralizedTime, IA5String
+from asn1crypto.core import Asn1Value, BMPString, GeneralizedTime, IA5String, ObjectIdentifier
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from strategies import CERT_DERS, pki_messages
@@ -41,6 +41,7 @@ from sanscmp.engine.asn1 import (
     ProofOfPossession,
     check_der_framing,
     load_der,
+    oid_dotted,
 )
 from sanscmp.engine.encode import contents_of, explicit, sequence, split
 
@@ -416,3 +417,23 @@ def test_small_values_are_proven_once_and_their_ber_is_still_refused() -> None:
         PKIMessage.load(damaged)
     assert reference_accepts(damaged) is False
     assert PKIMessage.load(request).dump() == request
+
+
+@given(
+    first=st.integers(0, 2),
+    second=st.integers(0, 39),
+    rest=st.lists(st.integers(0, 2**64), max_size=6),
+    big_second=st.integers(40, 2**20),
+)
+def test_oid_dotted_reads_what_asn1crypto_writes(
+    first: int, second: int, rest: list[int], big_second: int
+) -> None:
+    for arcs in ([first, second, *rest], [2, big_second, *rest]):
+        dotted = ".".join(map(str, arcs))
+        assert oid_dotted(ObjectIdentifier(dotted).contents) == dotted
+
+
+@pytest.mark.parametrize("contents", [b"", b"\x2a\x86", b"\x80\x01", b"\x2a\x80\x01"])
+def test_oid_dotted_refuses_what_is_not_der(contents: bytes) -> None:
+    with pytest.raises(ValueError):
+        oid_dotted(contents)

@@ -116,6 +116,7 @@ from .der import (
     first_inner_element,
     load_der,
     load_lenient,
+    oid_dotted,
 )
 from .header_fields import HeaderFields, has_general_info, header_fields
 from .infotypes import (
@@ -248,5 +249,6 @@ __all__ = [
     "load_der",
     "load_lenient",
     "null_dn",
+    "oid_dotted",
     "recover_header",
 ]

@@ -184,6 +184,24 @@ def _primitive(number: int, content: bytes) -> None:
         raise DecodeError("malformed OBJECT IDENTIFIER")
 
 
+def oid_dotted(contents: bytes) -> str:
+    """The dotted form of an OBJECT IDENTIFIER's contents; `ValueError` unless they are DER
+    (complete, minimal subidentifiers)."""
+    if not contents or contents[-1] & 0x80:
+        raise ValueError("truncated OBJECT IDENTIFIER")
+    if _non_minimal_arc(contents):
+        raise ValueError("OBJECT IDENTIFIER not minimally encoded")
+    arcs: list[int] = []
+    value = 0
+    for byte in contents:
+        value = value << 7 | byte & 0x7F
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    first = min(arcs[0] // 40, 2)
+    return ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+
+
 def _non_minimal_arc(content: bytes) -> bool:
     """Whether an OID subidentifier starts with a 0x80 (a leading zero digit)."""
     at = content.find(0x80)

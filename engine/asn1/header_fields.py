@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from ..encode import contents_of, split
 from ..memo import IDENTIFIER_BYTES, remembered
 from .cmp import InfoType, PKIHeader
+from .der import oid_dotted
 
 _OCTET_STRING = 0x04
 _GENERALIZED_TIME = 0x18
@@ -137,17 +138,7 @@ def _info_types(encoded: bytes) -> tuple[str, ...]:
 @remembered(maxsize=256, max_key_size=IDENTIFIER_BYTES)
 def _info_type_name(contents: bytes) -> str:
     """The name asn1crypto gives an infoType (its dotted form if unnamed)."""
-    if not contents or contents[-1] & 0x80:
-        raise ValueError("truncated OBJECT IDENTIFIER")
-    arcs: list[int] = []
-    value = 0
-    for byte in contents:
-        value = value << 7 | byte & 0x7F
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    first = min(arcs[0] // 40, 2)
-    dotted = ".".join(str(arc) for arc in (first, arcs[0] - 40 * first, *arcs[1:]))
+    dotted = oid_dotted(contents)
     return InfoType._map.get(dotted, dotted)
 
 
