@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import random
@@ -63,7 +62,7 @@ from sanscmp.app.config import Settings, load_settings
 from sanscmp.app.provision import provision
 from sanscmp.app.wiring import ProfileEndpoint, build_endpoints, load_authority
 from sanscmp.ca.authority import CertificateRequest
-from sanscmp.ca.store import IssuedCertificate, SqliteStore, transaction_row
+from sanscmp.ca.store import IssuedCertificate, SqliteStore, certificate_row, transaction_row
 from sanscmp.engine.client import CertRequestSpec, ClientConfig, ClientEngine
 from sanscmp.engine.protection import MacCredential, PbmScheme
 from sanscmp.engine.store import InMemoryNonceStore, InMemoryTransactionStore
@@ -298,24 +297,24 @@ def fill_certificates(
         for i in range(low, high):
             serial = rows.serial()
             der, subject = rows.certificate(serial)
-            at = _micros(first + i * step)
+            at = first + i * step
             revoked = rows.rng.random() < 0.05
-            fingerprint = hashlib.sha256(der).digest()
-            if not revoked:
-                sample.offer(serial, fingerprint)
-            yield (
-                format(serial, "040x"),
-                der,
-                subject,
-                at,
-                at + 365 * 86_400_000_000,
-                "default",
-                os.urandom(16),
-                "revoked" if revoked else "active",
-                at + 86_400_000_000 if revoked else None,
-                1 if revoked else None,
-                fingerprint,
+            record = IssuedCertificate(
+                serial=serial,
+                der=der,
+                subject=subject,
+                not_before=at,
+                not_after=at + timedelta(days=365),
+                profile="default",
+                transaction_id=os.urandom(16),
+                status="revoked" if revoked else "active",
+                revoked_at=at + timedelta(days=1) if revoked else None,
+                reason=1 if revoked else None,
             )
+            row = certificate_row(record)
+            if not revoked:
+                sample.offer(serial, row[-1])
+            yield row
 
     for low in range(start, stop, BATCH):
         with store._write() as db:  # the bench's bulk path: one INSERT transaction per batch
@@ -348,21 +347,7 @@ def fill_open(rig: Rig, template: Transaction, rows: Rows, count: int, sample: S
             transaction, record = clone(template, rows)
             sample.offer_transaction(transaction.transaction_id)
             sample.offer(record.serial, record.fingerprint)
-            certificates.append(
-                (
-                    format(record.serial, "040x"),
-                    record.der,
-                    record.subject,
-                    _micros(record.not_before),
-                    _micros(record.not_after),
-                    record.profile,
-                    record.transaction_id,
-                    "unconfirmed",
-                    None,
-                    None,
-                    record.fingerprint,
-                )
-            )
+            certificates.append(certificate_row(record))
             nonce = os.urandom(16)
             if rig.memory:
                 rig.transactions.save(transaction)

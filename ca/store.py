@@ -418,6 +418,23 @@ _APPROVAL_COLUMNS: Final = (
 )
 
 
+def certificate_row(record: IssuedCertificate) -> tuple[Any, ...]:
+    """The issued_certificate columns of a record, then its fingerprint, as `add` inserts them."""
+    return (
+        _serial_text(record.serial),
+        record.der,
+        record.subject,
+        _micros(record.not_before),
+        _micros(record.not_after),
+        record.profile,
+        record.transaction_id,
+        record.status,
+        None if record.revoked_at is None else _micros(record.revoked_at),
+        record.reason,
+        record.fingerprint,
+    )
+
+
 def transaction_row(t: Transaction) -> tuple[Any, ...]:
     """The cmp_transaction columns of a record, in the order of the save statement."""
     return (
@@ -491,6 +508,7 @@ def _transactions(rows: Sequence[Sequence[Any]]) -> list[Transaction]:
 
 
 def _check_certificate(record: IssuedCertificate) -> None:
+    _serial_text(record.serial)
     if record.status not in CERTIFICATE_STATUSES:
         raise ValueError(f"unknown certificate status {record.status!r}")
     _check_status_arguments(record.status, record.revoked_at, record.reason)
@@ -749,21 +767,8 @@ class SqliteStore:
     # -- CertificateStore ---------------------------------------------------------------------
 
     def add(self, record: IssuedCertificate) -> None:
-        serial = _serial_text(record.serial)
         _check_certificate(record)
-        row = (
-            serial,
-            record.der,
-            record.subject,
-            _micros(record.not_before),
-            _micros(record.not_after),
-            record.profile,
-            record.transaction_id,
-            record.status,
-            None if record.revoked_at is None else _micros(record.revoked_at),
-            record.reason,
-            record.fingerprint,
-        )
+        row = certificate_row(record)
         with self._write() as db:
             try:
                 cursor = db.execute(

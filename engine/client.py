@@ -62,7 +62,6 @@ from asn1crypto.keys import PublicKeyInfo
 from asn1crypto.x509 import Certificate as Asn1Certificate
 from asn1crypto.x509 import Extensions, GeneralName, Name
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -340,7 +339,7 @@ class ClientEngine:
             raise ValueError("central key generation takes no key: the CA generates it")
         hint = None
         if spec.key_algorithm is not None:
-            hint = _der_sequence(spec.key_algorithm + OctetBitString(b"").dump())
+            hint = sequence(spec.key_algorithm + OctetBitString(b"").dump())
         subject = spec.subject if spec.subject is not None or old is None else old.subject
         controls = {"controls": [_old_cert_id(old)]} if old is not None else {}
         cert_request = CertRequest(
@@ -739,13 +738,7 @@ class ClientTransaction:
             return {"password": credential.secret}
         if isinstance(credential, SignatureCredential):
             key = credential.key
-            if isinstance(
-                key,
-                rsa.RSAPrivateKey
-                | ec.EllipticCurvePrivateKey
-                | x25519.X25519PrivateKey
-                | x448.X448PrivateKey,
-            ):
+            if isinstance(key, RecipientPrivateKey):
                 return {"decryption_key": key}
         raise BadAlg("no shared secret or decryption-capable key to open the private key with")
 
@@ -870,15 +863,7 @@ def _decryption_key(spec: CertRequestSpec) -> RecipientPrivateKey | None:
     if spec.decryption_key is not None:
         return spec.decryption_key
     key = spec.key
-    if isinstance(
-        key,
-        rsa.RSAPrivateKey
-        | ec.EllipticCurvePrivateKey
-        | x25519.X25519PrivateKey
-        | x448.X448PrivateKey,
-    ):
-        return key
-    return None
+    return key if isinstance(key, RecipientPrivateKey) else None
 
 
 def _is_rsa(spki: bytes) -> bool:
@@ -906,14 +891,14 @@ def _template(spec: CertRequestSpec, spki: bytes | None, subject: x509.Name | No
 def _extensions_der(extensions: Sequence[x509.Extension[x509.ExtensionType]]) -> bytes:
     # Each Extension is assembled from its parts: asn1crypto would re-parse extnValue by OID.
     items = b"".join(
-        _der_sequence(
+        sequence(
             AsnObjectIdentifier(ext.oid.dotted_string).dump()
             + (Boolean(True).dump() if ext.critical else b"")
             + OctetString(ext.value.public_bytes()).dump()
         )
         for ext in extensions
     )
-    return _der_sequence(items)
+    return sequence(items)
 
 
 def _encoded(value: CertRequest) -> CertRequest:
@@ -927,14 +912,6 @@ def _body(name: str, content: bytes) -> PKIBody:
     """The PKIBody alternative `name` around the DER of its content."""
     body: PKIBody = PKIBody.load(explicit(BODY_TYPES.index(name), content))
     return body
-
-
-def _der_sequence(content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return b"\x30" + bytes([length]) + content
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return b"\x30" + bytes([0x80 | len(size)]) + size + content
 
 
 def _old_cert_id(old: x509.Certificate) -> dict[str, object]:

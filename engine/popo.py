@@ -32,7 +32,7 @@ from .asn1 import (
     ProofOfPossession,
     load_der,
 )
-from .encode import contents_of, split
+from .encode import contents_of, sequence, split
 from .envelope import check_recipient_key
 from .errors import BadAlg, BadPOP, DecodeError
 from .memo import IDENTIFIER_BYTES, remembered
@@ -123,7 +123,7 @@ def template_public_key(cert_req_msg: CertReqMsg) -> bytes | None:
     if _is_void(field):
         return None
     # publicKey is [6] IMPLICIT in the template: rebuild the SEQUENCE header around its contents.
-    return _sequence_der(field.contents)
+    return sequence(field.contents)
 
 
 def central_keygen_requested(cert_req_msg: CertReqMsg) -> bool:
@@ -246,7 +246,7 @@ def _verify_signature_popo(
             raise BadPOP("poposkInput publicKey differs from the template's publicKey")
         auth_info = _check_auth_info(poposk_input, sender, pkmac_verify)
         # poposkInput is [0] IMPLICIT: the signature covers it as a plain SEQUENCE.
-        signed = _sequence_der(poposk_input.contents)
+        signed = sequence(poposk_input.contents)
     alg = popo_key["algorithmIdentifier"]
     if not verify(load_public_key(spki), alg, signed, popo_key["signature"].native):
         raise BadPOP("signature POPO does not verify")
@@ -274,7 +274,7 @@ def _plain_signature_popo(cert_req_msg: CertReqMsg) -> tuple[bytes, bytes, bytes
     signature_contents = contents_of(signature)
     if algorithm[0] != 0x30 or signature[0] != 0x03 or signature_contents[:1] != b"\x00":
         return None  # not an OCTET-aligned BIT STRING: the general path says what is wrong
-    return _sequence_der(contents_of(public_key)), cert_req, algorithm, signature_contents[1:]
+    return sequence(contents_of(public_key)), cert_req, algorithm, signature_contents[1:]
 
 
 def _verify_plain_signature(
@@ -361,17 +361,6 @@ def _spki_parts(spki_der: bytes) -> tuple[str, bytes]:
 def _dotted(oid_der: bytes) -> str:
     """The dotted form of a DER OBJECT IDENTIFIER (cached: a few key algorithms recur)."""
     return str(core.ObjectIdentifier.load(oid_der).dotted)
-
-
-def _sequence_der(contents: bytes) -> bytes:
-    """A SEQUENCE TLV around `contents` (DER definite length)."""
-    n = len(contents)
-    if n < 0x80:
-        length = bytes([n])
-    else:
-        raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-        length = bytes([0x80 | len(raw)]) + raw
-    return b"\x30" + length + contents
 
 
 def _is_void(value: object) -> bool:

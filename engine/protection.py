@@ -163,8 +163,8 @@ def protected_part_bytes(msg: PKIMessage) -> bytes:
     try:
         header, body = split(msg.contents)[:2]
     except ValueError:  # not for `split` (e.g. a high tag number): through asn1crypto
-        return _der_sequence(msg["header"].dump() + msg["body"].dump())
-    return _der_sequence(header + body)
+        return sequence(msg["header"].dump(), msg["body"].dump())
+    return sequence(header, body)
 
 
 def protect(
@@ -464,11 +464,3 @@ def _public_key(cert: x509.Certificate) -> VerifyingKey:
 def _present(value: object) -> bool:
     # `.native` would parse the whole value (and fail on certificates asn1crypto cannot type)
     return not isinstance(value, Void)
-
-
-def _der_sequence(content: bytes) -> bytes:
-    length = len(content)
-    if length < 0x80:
-        return b"\x30" + bytes([length]) + content
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return b"\x30" + bytes([0x80 | len(size)]) + size + content
